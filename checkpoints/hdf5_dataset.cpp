@@ -1,0 +1,109 @@
+// HDF5 batch files (DESIGN.md "Checkpoints and data"): `inputs` [M, ...] and `targets`.
+#include <H5Cpp.h>
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <numeric>
+#include <random>
+
+#include "checkpoints/dataset.h"
+#include "checkpoints/error.h"
+
+namespace fisheval {
+namespace {
+
+at::ScalarType torch_type(const H5::DataType& t, H5T_class_t cls, const std::string& where) {
+  if (cls == H5T_FLOAT) return t.getSize() == 8 ? at::kDouble : at::kFloat;
+  if (cls == H5T_INTEGER) return at::kLong;
+  throw InputError(fmt::format("{}: only integer or floating-point data is supported", where));
+}
+
+at::Tensor read_dataset(const H5::H5File& file, const std::string& name, const std::string& path) {
+  if (!file.nameExists(name)) {
+    throw InputError(fmt::format("data file '{}' has no dataset '{}' (expected 'inputs' and 'targets')",
+                                 path, name));
+  }
+  H5::DataSet ds = file.openDataSet(name);
+  H5::DataSpace space = ds.getSpace();
+  const int rank = space.getSimpleExtentNdims();
+  std::vector<hsize_t> dims(rank);
+  space.getSimpleExtentDims(dims.data());
+  std::vector<int64_t> shape(dims.begin(), dims.end());
+  const auto where = fmt::format("{}:{}", path, name);
+  const auto type = torch_type(ds.getDataType(), ds.getTypeClass(), where);
+  auto tensor = torch::empty(shape, torch::TensorOptions().dtype(type));
+  if (tensor.numel() == 0) return tensor;
+  const H5::PredType& mem = type == at::kDouble  ? H5::PredType::NATIVE_DOUBLE
+                            : type == at::kFloat ? H5::PredType::NATIVE_FLOAT
+                                                 : H5::PredType::NATIVE_INT64;
+  ds.read(tensor.data_ptr(), mem);
+  return tensor;
+}
+
+class Hdf5Dataset final : public Dataset {
+ public:
+  explicit Hdf5Dataset(const std::string& path) : path_(path) {
+    try {
+      H5::Exception::dontPrint();
+      H5::H5File file(path, H5F_ACC_RDONLY);
+      inputs_ = read_dataset(file, "inputs", path);
+      targets_ = read_dataset(file, "targets", path);
+    } catch (const H5::Exception& e) {
+      throw InputError(fmt::format("cannot read data file '{}': {}", path, e.getDetailMsg()));
+    }
+    if (inputs_.dim() < 1 || targets_.dim() < 1 || inputs_.size(0) != targets_.size(0)) {
+      throw InputError(fmt::format("data file '{}': inputs {} and targets {} must have the same first "
+                                   "dimension (number of samples)",
+                                   path, fmt::join(inputs_.sizes(), "x"), fmt::join(targets_.sizes(), "x")));
+    }
+    if (inputs_.size(0) == 0) throw InputError(fmt::format("data file '{}' has no samples", path));
+    if (inputs_.is_floating_point() && !torch::isfinite(inputs_).all().item<bool>()) {
+      throw InputError(fmt::format("data file '{}': inputs contain NaN or infinite values", path));
+    }
+  }
+  int64_t size() const override { return inputs_.size(0); }
+  std::string description() const override {
+    return fmt::format("{} ({} samples, inputs {}, targets {})", path_, size(),
+                       fmt::join(inputs_.sizes().slice(1), "x"), fmt::join(targets_.sizes().slice(1), "x"));
+  }
+  Batch get(const std::vector<int64_t>& indices) const override {
+    auto idx = torch::tensor(indices, torch::kLong);
+    return Batch{inputs_.index_select(0, idx), targets_.index_select(0, idx), indices};
+  }
+
+ private:
+  std::string path_;
+  at::Tensor inputs_, targets_;
+};
+
+}  // namespace
+
+std::unique_ptr<Dataset> load_hdf5_dataset(const std::string& path) {
+  return std::make_unique<Hdf5Dataset>(path);
+}
+
+std::vector<std::vector<int64_t>> plan_batches(int64_t dataset_size, int64_t batch_size,
+                                               int64_t num_batches, BatchSampling sampling,
+                                               uint64_t seed) {
+  if (batch_size < 1 || num_batches < 1) throw InputError("batch size and number of batches must be positive");
+  if (batch_size > dataset_size) {
+    throw InputError(fmt::format("batch size {} exceeds the {} samples of the data", batch_size, dataset_size));
+  }
+  std::vector<std::vector<int64_t>> plan;
+  std::vector<int64_t> order(dataset_size);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed);
+  if (sampling == BatchSampling::kRandom) std::shuffle(order.begin(), order.end(), rng);
+  int64_t cursor = 0;
+  for (int64_t b = 0; b < num_batches; ++b) {
+    if (cursor + batch_size > dataset_size) {  // a batch never wraps inside itself
+      cursor = 0;
+      if (sampling == BatchSampling::kRandom) std::shuffle(order.begin(), order.end(), rng);
+    }
+    plan.emplace_back(order.begin() + cursor, order.begin() + cursor + batch_size);
+    cursor += batch_size;
+  }
+  return plan;
+}
+
+}  // namespace fisheval

@@ -1,0 +1,26 @@
+#include "checkpoints/load.h"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "checkpoints/error.h"
+#include "checkpoints/native_model.h"
+
+namespace fisheval {
+
+std::unique_ptr<Model> load_model(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw InputError(fmt::format("cannot open checkpoint '{}': {}", path, std::strerror(errno)));
+  }
+  char magic[4] = {0, 0, 0, 0};
+  in.read(magic, 4);
+  if (in.gcount() < 4) throw InputError(fmt::format("checkpoint '{}' is empty or truncated", path));
+  if (magic[0] == 'P' && magic[1] == 'K') return load_torchscript_model(path);
+  return load_native_model(path);
+}
+
+}  // namespace fisheval

@@ -1,0 +1,192 @@
+// TorchScript checkpoints.
+//
+// Tap convention (applied by scripts/export_checkpoint.py): a supported layer is a
+// submodule with the attributes
+//   fisheval_kind: str            "linear" or "conv2d"
+//   fisheval_activation: str      activation applied to its output by the model
+//   fisheval_input, fisheval_output: Tensor   set by its forward on every call
+//   fisheval_calls: int           incremented by its forward (taps are valid only
+//                                 when a layer ran exactly once in a forward pass)
+//   fisheval_stride, fisheval_padding, fisheval_dilation: List[int], fisheval_groups: int
+//                                 (conv2d only)
+// and parameters `weight` and optional `bias`. The root module may carry
+// fisheval_loss: str ("cross-entropy" or "squared-error").
+//
+// Forward-mode AD through TorchScript needs the graph executor's optimisation off
+// (libtorch-notes.md), so loading a TorchScript model switches it off for the process.
+#include <fmt/format.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <map>
+
+#include "checkpoints/error.h"
+#include "checkpoints/load.h"
+
+namespace fisheval {
+namespace {
+
+std::pair<std::string, std::string> split_last(const std::string& qualified) {
+  const auto dot = qualified.rfind('.');
+  if (dot == std::string::npos) return {"", qualified};
+  return {qualified.substr(0, dot), qualified.substr(dot + 1)};
+}
+
+torch::jit::Module submodule(const torch::jit::Module& root, const std::string& path) {
+  torch::jit::Module m = root;
+  size_t start = 0;
+  while (start < path.size()) {
+    size_t end = path.find('.', start);
+    if (end == std::string::npos) end = path.size();
+    m = m.attr(path.substr(start, end - start)).toModule();
+    start = end + 1;
+  }
+  return m;
+}
+
+std::vector<int64_t> int_list(const torch::jit::Module& m, const std::string& name,
+                              std::vector<int64_t> fallback) {
+  if (!m.hasattr(name)) return fallback;
+  return m.attr(name).toIntVector();
+}
+
+class TorchScriptModel final : public Model {
+ public:
+  TorchScriptModel(torch::jit::Module module, std::string path)
+      : module_(std::move(module)), path_(std::move(path)) {
+    module_.eval();
+    for (const auto& p : module_.named_parameters(/*recurse=*/true)) {
+      names_.push_back(p.name);
+      saved_trainable_[p.name] = p.value.requires_grad();
+    }
+    for (const auto& sub : module_.named_modules()) {
+      if (!sub.value.hasattr("fisheval_kind")) continue;
+      LayerSpec spec;
+      spec.name = sub.name;
+      const auto kind = sub.value.attr("fisheval_kind").toStringRef();
+      if (kind == "linear") {
+        spec.kind = LayerKind::kLinear;
+      } else if (kind == "conv2d") {
+        spec.kind = LayerKind::kConv2d;
+        spec.stride = int_list(sub.value, "fisheval_stride", {1, 1});
+        spec.padding = int_list(sub.value, "fisheval_padding", {0, 0});
+        spec.dilation = int_list(sub.value, "fisheval_dilation", {1, 1});
+        if (sub.value.hasattr("fisheval_groups")) spec.groups = sub.value.attr("fisheval_groups").toInt();
+      } else {
+        continue;  // unknown kinds are ignored: the layer simply has no taps
+      }
+      const std::string prefix = sub.name.empty() ? "" : sub.name + ".";
+      spec.weight = prefix + "weight";
+      if (sub.value.hasattr("bias") && sub.value.attr("bias").isTensor()) spec.bias = prefix + "bias";
+      if (sub.value.hasattr("fisheval_activation")) {
+        spec.activation = sub.value.attr("fisheval_activation").toStringRef();
+      }
+      layers_.push_back(spec);
+      layer_modules_.push_back(sub.value);
+    }
+    if (module_.hasattr("fisheval_loss")) loss_hint_ = module_.attr("fisheval_loss").toStringRef();
+  }
+
+  std::string format() const override { return "torchscript"; }
+  std::vector<std::string> parameter_names() const override { return names_; }
+
+  at::Tensor parameter(const std::string& name) const override {
+    const auto [owner, leaf] = split_last(name);
+    return submodule(module_, owner).attr(leaf).toTensor();
+  }
+
+  void set_parameter(const std::string& name, const at::Tensor& value) override {
+    const auto [owner, leaf] = split_last(name);
+    auto m = submodule(module_, owner);
+    m.setattr(leaf, value);
+  }
+
+  bool saved_trainable(const std::string& name) const override {
+    const auto it = saved_trainable_.find(name);
+    return it != saved_trainable_.end() && it->second;
+  }
+
+  at::Tensor forward(const at::Tensor& inputs) override {
+    for (auto& m : layer_modules_) {
+      if (m.hasattr("fisheval_calls")) m.setattr("fisheval_calls", 0);
+    }
+    c10::IValue out;
+    try {
+      out = module_.forward({inputs});
+    } catch (const c10::Error& e) {
+      throw InputError(fmt::format("{}: the model's forward failed on inputs of shape {}: {}", path_,
+                                   fmt::join(inputs.sizes(), "x"), first_line(e.what())));
+    }
+    if (!out.isTensor()) {
+      throw InputError(fmt::format("{}: forward(inputs) must return one logits tensor, got {}",
+                                   path_, out.tagKind()));
+    }
+    return out.toTensor();
+  }
+
+  const std::vector<LayerSpec>& layers() const override { return layers_; }
+
+  std::vector<LayerTap> taps() const override {
+    std::vector<LayerTap> out;
+    for (const auto& m : layer_modules_) {
+      LayerTap tap;
+      const bool once = !m.hasattr("fisheval_calls") || m.attr("fisheval_calls").toInt() == 1;
+      if (once && m.hasattr("fisheval_input") && m.hasattr("fisheval_output")) {
+        tap.input = m.attr("fisheval_input").toTensor();
+        tap.output = m.attr("fisheval_output").toTensor();
+        if (tap.output.numel() == 0) tap = LayerTap{};
+      }
+      out.push_back(tap);
+    }
+    return out;
+  }
+
+  void to(c10::Device device, c10::ScalarType dtype) override {
+    // Only floating-point parameters and buffers change dtype.
+    for (const auto& p : module_.named_parameters(true)) {
+      if (p.value.is_floating_point()) {
+        const bool rg = p.value.requires_grad();
+        set_parameter(p.name, p.value.detach().to(device, dtype).requires_grad_(rg));
+      }
+    }
+    for (const auto& b : module_.named_buffers(true)) {
+      const auto [owner, leaf] = split_last(b.name);
+      auto m = submodule(module_, owner);
+      m.setattr(leaf, b.value.is_floating_point() ? b.value.to(device, dtype) : b.value.to(device));
+    }
+  }
+
+  std::string loss_hint() const override { return loss_hint_; }
+
+ private:
+  static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+  torch::jit::Module module_;
+  std::string path_;
+  std::vector<std::string> names_;
+  std::map<std::string, bool> saved_trainable_;
+  std::vector<LayerSpec> layers_;
+  std::vector<torch::jit::Module> layer_modules_;
+  std::string loss_hint_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> load_torchscript_model(const std::string& path) {
+  torch::jit::setGraphExecutorOptimize(false);
+  torch::jit::Module module;
+  try {
+    module = torch::jit::load(path, torch::kCPU);
+  } catch (const c10::Error& e) {
+    const std::string what = e.what();
+    throw InputError(fmt::format("cannot load TorchScript checkpoint '{}': {}", path,
+                                 what.substr(0, what.find('\n'))));
+  }
+  if (!module.find_method("forward")) {
+    throw InputError(fmt::format("TorchScript checkpoint '{}' has no forward method", path));
+  }
+  return std::make_unique<TorchScriptModel>(std::move(module), path);
+}
+
+}  // namespace fisheval
