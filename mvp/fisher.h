@@ -1,0 +1,34 @@
+// The exact Fisher (generalised Gauss-Newton) of one batch,
+//   F = Σ_n J_{z_n}ᵀ H_n J_{z_n},
+// as products: F v costs one JVP and one VJP; dᵀ F d = Σ_n (J_z d)_nᵀ H_n (J_z d)_n one JVP.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include "mvp/linearisation.h"
+#include "mvp/loss.h"
+
+namespace fisheval::mvp {
+
+class Fisher {
+ public:
+  Fisher(Linearisation& lin, const Loss& loss, at::Tensor targets)
+      : lin_(lin), loss_(loss), targets_(std::move(targets)) {}
+
+  // F v, [P].
+  at::Tensor mv(const at::Tensor& v);
+  // dᵀ F d (always ≥ 0 up to rounding).
+  double quad(const at::Tensor& d);
+  // dᵀ F d for the rows of D [K, P].
+  at::Tensor quad_many(const at::Tensor& D);
+
+  Linearisation& linearisation() { return lin_; }
+  const Loss& loss() const { return loss_; }
+  const at::Tensor& targets() const { return targets_; }
+
+ private:
+  Linearisation& lin_;
+  const Loss& loss_;
+  at::Tensor targets_;
+};
+
+}  // namespace fisheval::mvp

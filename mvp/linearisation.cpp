@@ -1,0 +1,286 @@
+#include "mvp/linearisation.h"
+
+#include <fmt/format.h>
+#include <torch/csrc/autograd/forward_grad.h>
+#include <torch/torch.h>
+
+#include "checkpoints/error.h"
+#include "mvp/taps.h"
+
+namespace fisheval::mvp {
+namespace {
+
+// Gradients with undefined entries (parameters that do not influence z) as zeros.
+std::vector<at::Tensor> grads_or_zeros(const at::Tensor& out, const std::vector<at::Tensor>& wrt,
+                                       const at::Tensor& seed, bool create_graph = false) {
+  auto grads = torch::autograd::grad({out}, wrt, {seed}, /*retain_graph=*/true, create_graph,
+                                     /*allow_unused=*/true);
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (!grads[i].defined()) grads[i] = torch::zeros_like(wrt[i]);
+  }
+  return grads;
+}
+
+}  // namespace
+
+PerSampleEngine parse_per_sample_engine(const std::string& name) {
+  if (name == "auto") return PerSampleEngine::kAuto;
+  if (name == "taps") return PerSampleEngine::kTaps;
+  if (name == "loop") return PerSampleEngine::kLoop;
+  throw InputError(fmt::format("unknown per-sample engine '{}' (auto, taps, loop)", name));
+}
+
+JvpEngine parse_jvp_engine(const std::string& name) {
+  if (name == "auto") return JvpEngine::kAuto;
+  if (name == "forward") return JvpEngine::kForward;
+  if (name == "double-backward") return JvpEngine::kDoubleBackward;
+  throw InputError(fmt::format("unknown JVP engine '{}' (auto, forward, double-backward)", name));
+}
+
+Linearisation::Linearisation(Model& model, std::vector<std::string> params, const at::Tensor& inputs,
+                             LinearisationOptions options)
+    : model_(model), layout_(model, std::move(params)), inputs_(inputs) {
+  torch::AutoGradMode grad_on(true);
+  graph_logits_ = model_.forward(inputs_);
+  if (!graph_logits_.requires_grad()) {
+    throw InputError("the model's output does not depend on the selected parameters");
+  }
+  if (graph_logits_.size(0) != inputs_.size(0)) {
+    throw InputError(fmt::format("the model maps {} inputs to {} outputs; the first axis must be the batch",
+                                 inputs_.size(0), graph_logits_.size(0)));
+  }
+  logits_ = graph_logits_.detach();
+  taps_ = model_.taps();
+
+  // Which selected parameter each tapped layer owns; taps serve per-sample gradients
+  // only when every selected parameter is owned by exactly one tapped layer.
+  std::vector<int> owners(layout_.count(), 0);
+  const auto& specs = model_.layers();
+  for (size_t l = 0; l < specs.size(); ++l) {
+    const bool usable = taps_[l].output.defined() && specs[l].groups == 1;
+    const int w = usable ? layout_.index_of(specs[l].weight) : -1;
+    const int b = usable && !specs[l].bias.empty() ? layout_.index_of(specs[l].bias) : -1;
+    coverage_.emplace_back(w, b);
+    if (w >= 0) ++owners[w];
+    if (b >= 0) ++owners[b];
+  }
+  const bool covered = std::all_of(owners.begin(), owners.end(), [](int n) { return n == 1; });
+  engine_ = options.per_sample;
+  if (engine_ == PerSampleEngine::kAuto) engine_ = covered ? PerSampleEngine::kTaps : PerSampleEngine::kLoop;
+  if (engine_ == PerSampleEngine::kTaps && !covered) {
+    throw InputError("per-sample engine 'taps' needs every selected parameter to be the weight or bias of "
+                     "exactly one tapped Linear/Conv2d layer (see scripts/export_checkpoint.py)");
+  }
+  if (engine_ == PerSampleEngine::kLoop && !covered && options.per_sample == PerSampleEngine::kAuto) {
+    engine_note_ = "per-sample gradients by a per-sample loop (some selected parameters have no layer taps)";
+  }
+  jvp_engine_ = options.jvp == JvpEngine::kAuto ? JvpEngine::kForward : options.jvp;
+  jvp_auto_ = options.jvp == JvpEngine::kAuto;
+}
+
+Linearisation::~Linearisation() = default;
+
+std::vector<at::Tensor> Linearisation::param_tensors() const {
+  std::vector<at::Tensor> out;
+  for (const auto& name : layout_.names()) out.push_back(model_.parameter(name));
+  return out;
+}
+
+at::Tensor Linearisation::seeds_with_axis(const at::Tensor& u) const {
+  if (u.dim() == logits_.dim()) return u.unsqueeze(0);
+  if (u.dim() == logits_.dim() + 1) return u;
+  throw Error(fmt::format("seed of shape {} does not fit logits {}", fmt::join(u.sizes(), "x"),
+                          fmt::join(logits_.sizes(), "x")));
+}
+
+at::Tensor Linearisation::vjp(const at::Tensor& u) {
+  const auto grads = grads_or_zeros(graph_logits_, param_tensors(), u.to(logits_.options()));
+  return layout_.flatten(grads);
+}
+
+at::Tensor Linearisation::jvp(const at::Tensor& v) {
+  if (jvp_engine_ == JvpEngine::kForward) {
+    try {
+      return jvp_forward(v);
+    } catch (const c10::Error& e) {
+      if (!jvp_auto_) throw Error(fmt::format("forward-mode JVP failed: {}", e.what()));
+      // Some operation of the model has no forward-mode derivative: fall back for good.
+      jvp_engine_ = JvpEngine::kDoubleBackward;
+      engine_note_ += (engine_note_.empty() ? "" : "; ") +
+                      std::string("JVPs by double backward (forward mode unsupported by the model)");
+    }
+  }
+  return jvp_double_backward(v);
+}
+
+at::Tensor Linearisation::jvp_forward(const at::Tensor& v) {
+  const auto originals = param_tensors();
+  const auto parts = layout_.split(v.to(logits_.options()));
+  const uint64_t level = torch::autograd::ForwardADLevel::get_next_idx();
+  at::Tensor tangent;
+  try {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < originals.size(); ++i) {
+      model_.set_parameter(layout_.names()[i], at::_make_dual(originals[i].detach(), parts[i], level));
+    }
+    const auto out = model_.forward(inputs_);
+    tangent = std::get<1>(at::_unpack_dual(out, level));
+    if (tangent.defined()) tangent = tangent.clone();
+  } catch (...) {
+    for (size_t i = 0; i < originals.size(); ++i) model_.set_parameter(layout_.names()[i], originals[i]);
+    torch::autograd::ForwardADLevel::release_idx(level);
+    throw;
+  }
+  for (size_t i = 0; i < originals.size(); ++i) model_.set_parameter(layout_.names()[i], originals[i]);
+  torch::autograd::ForwardADLevel::release_idx(level);
+  return tangent.defined() ? tangent : torch::zeros_like(logits_);
+}
+
+at::Tensor Linearisation::jvp_double_backward(const at::Tensor& v) {
+  // J v = ∂/∂u ⟨J_zᵀ u, v⟩ with a dummy u.
+  auto u = torch::zeros_like(logits_).requires_grad_(true);
+  const auto params = param_tensors();
+  auto grads = torch::autograd::grad({graph_logits_}, params, {u}, /*retain_graph=*/true,
+                                     /*create_graph=*/true, /*allow_unused=*/true);
+  const auto parts = layout_.split(v.to(logits_.options()));
+  std::vector<at::Tensor> outs, seeds;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (grads[i].defined() && grads[i].requires_grad()) {
+      outs.push_back(grads[i]);
+      seeds.push_back(parts[i]);
+    }
+  }
+  if (outs.empty()) return torch::zeros_like(logits_);
+  auto jv = torch::autograd::grad(outs, {u}, seeds, /*retain_graph=*/false, false, /*allow_unused=*/true);
+  return jv[0].defined() ? jv[0] : torch::zeros_like(logits_);
+}
+
+std::vector<at::Tensor> Linearisation::output_grads(const at::Tensor& u, bool all_tapped) {
+  std::vector<at::Tensor> outs;
+  std::vector<size_t> which;
+  for (size_t l = 0; l < taps_.size(); ++l) {
+    const bool wanted = all_tapped ? taps_[l].output.defined() && taps_[l].output.requires_grad()
+                                   : (coverage_[l].first >= 0 || coverage_[l].second >= 0);
+    if (wanted) {
+      outs.push_back(taps_[l].output);
+      which.push_back(l);
+    }
+  }
+  std::vector<at::Tensor> result(taps_.size());
+  if (outs.empty()) return result;
+  auto grads = torch::autograd::grad({graph_logits_}, outs, {u}, /*retain_graph=*/true, false,
+                                     /*allow_unused=*/true);
+  for (size_t i = 0; i < which.size(); ++i) {
+    result[which[i]] = grads[i].defined() ? grads[i] : torch::zeros_like(outs[i]);
+  }
+  return result;
+}
+
+at::Tensor Linearisation::layer_input_tokens(size_t l) const {
+  const auto& spec = model_.layers()[l];
+  return tokens_of_input(spec, model_.parameter(spec.weight).detach(), taps_[l].input.detach());
+}
+
+at::Tensor Linearisation::layer_output_tokens(size_t l) const {
+  return tokens_of_output(model_.layers()[l], taps_[l].output.detach());
+}
+
+std::vector<at::Tensor> Linearisation::layer_output_grad_tokens(const at::Tensor& u) {
+  const auto seeds = seeds_with_axis(u.to(logits_.options()));
+  std::vector<std::vector<at::Tensor>> per_seed;
+  for (int64_t s = 0; s < seeds.size(0); ++s) per_seed.push_back(output_grads(seeds[s], /*all_tapped=*/true));
+  std::vector<at::Tensor> result(taps_.size());
+  for (size_t l = 0; l < taps_.size(); ++l) {
+    if (!per_seed[0][l].defined()) continue;
+    std::vector<at::Tensor> stack;
+    for (auto& g : per_seed) stack.push_back(tokens_of_output(model_.layers()[l], g[l]));
+    result[l] = torch::stack(stack);
+  }
+  return result;
+}
+
+at::Tensor Linearisation::per_sample(const at::Tensor& u) {
+  const auto seeds = seeds_with_axis(u.to(logits_.options()));
+  return engine_ == PerSampleEngine::kTaps ? per_sample_taps(seeds) : per_sample_loop(seeds);
+}
+
+at::Tensor Linearisation::per_sample_taps(const at::Tensor& seeds) {
+  const int64_t S = seeds.size(0), N = num_samples();
+  auto rows = torch::zeros({S * N, layout_.size()}, logits_.options());
+  const auto& specs = model_.layers();
+  for (int64_t s = 0; s < S; ++s) {
+    const auto grads = output_grads(seeds[s], /*all_tapped=*/false);
+    auto block = rows.narrow(0, s * N, N);
+    for (size_t l = 0; l < specs.size(); ++l) {
+      const auto [w, b] = coverage_[l];
+      if (w < 0 && b < 0) continue;
+      const auto bt = tokens_of_output(specs[l], grads[l]);
+      if (w >= 0) {
+        const auto at = layer_input_tokens(l);
+        block.narrow(1, layout_.offset(w), layout_.numel(w))
+            .copy_(per_sample_weight_grad(at, bt, layout_.shape(w)).reshape({N, -1}));
+      }
+      if (b >= 0) block.narrow(1, layout_.offset(b), layout_.numel(b)).copy_(per_sample_bias_grad(bt));
+    }
+  }
+  return rows;
+}
+
+at::Tensor Linearisation::per_sample_loop(const at::Tensor& seeds) {
+  const int64_t S = seeds.size(0), N = num_samples();
+  torch::AutoGradMode grad_on(true);
+  if (sample_logits_.empty()) {
+    for (int64_t n = 0; n < N; ++n) sample_logits_.push_back(model_.forward(inputs_.narrow(0, n, 1)));
+  }
+  const auto params = param_tensors();
+  auto rows = torch::empty({S * N, layout_.size()}, logits_.options());
+  for (int64_t s = 0; s < S; ++s) {
+    for (int64_t n = 0; n < N; ++n) {
+      const auto grads = grads_or_zeros(sample_logits_[n], params, seeds[s].narrow(0, n, 1));
+      rows[s * N + n].copy_(layout_.flatten(grads));
+    }
+  }
+  return rows;
+}
+
+at::Tensor Linearisation::gram(const at::Tensor& u, const at::Tensor& w) {
+  const auto su = seeds_with_axis(u.to(logits_.options()));
+  const auto sw = seeds_with_axis(w.to(logits_.options()));
+  if (engine_ != PerSampleEngine::kTaps) {
+    const auto ru = per_sample(su);
+    return u.is_same(w) ? torch::mm(ru, ru.t()) : torch::mm(ru, per_sample(sw).t());
+  }
+  // Σ over layers of the weight and bias contributions, from taps, one backward per seed set.
+  const int64_t N = num_samples();
+  const auto& specs = model_.layers();
+  auto collect = [&](const at::Tensor& seeds) {
+    std::vector<std::vector<at::Tensor>> out;
+    for (int64_t s = 0; s < seeds.size(0); ++s) {
+      auto grads = output_grads(seeds[s], false);
+      for (size_t l = 0; l < specs.size(); ++l) {
+        if (grads[l].defined()) grads[l] = tokens_of_output(specs[l], grads[l]);
+      }
+      out.push_back(std::move(grads));
+    }
+    return out;
+  };
+  const auto bu = collect(su);
+  const auto bw = u.is_same(w) ? bu : collect(sw);
+  const int64_t Su = su.size(0), Sw = sw.size(0);
+  auto result = torch::zeros({Su * N, Sw * N}, logits_.options());
+  for (size_t l = 0; l < specs.size(); ++l) {
+    const auto [wi, bi] = coverage_[l];
+    if (wi < 0 && bi < 0) continue;
+    const auto a = wi >= 0 ? layer_input_tokens(l) : at::Tensor();
+    for (int64_t s = 0; s < Su; ++s) {
+      for (int64_t r = 0; r < Sw; ++r) {
+        auto block = result.narrow(0, s * N, N).narrow(1, r * N, N);
+        if (wi >= 0) block.add_(weight_gram(a, bu[s][l], a, bw[r][l]));
+        if (bi >= 0) block.add_(bias_gram(bu[s][l], bw[r][l]));
+      }
+    }
+  }
+  return result;
+}
+
+}  // namespace fisheval::mvp

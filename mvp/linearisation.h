@@ -1,0 +1,104 @@
+// The network linearised around θ on one batch: z = f(x; θ) and its Jacobian J_z
+// with respect to the selected parameters θ ∈ R^P, available only as products
+// (curvlinops' style). One forward pass is made and its graph kept; every product
+// reuses it.
+//
+//   vjp(u)        = Σ_n J_{z_n}ᵀ u_n                          (one backward pass)
+//   jvp(v)        = J_z v                                      (forward mode, or double backward)
+//   per_sample(u) = rows J_{z_n}ᵀ u_n, [N, P]                  (e.g. u = ∇_z l: J, the per-sample gradients)
+//   gram(u, w)    = per_sample(u) per_sample(w)ᵀ               (without the [N, P] rows when taps allow)
+//
+// Seeds u may carry a leading axis of S seed sets ([S, *z.shape]); rows are then
+// ordered seed-major (row s·N + n).
+//
+// Per-sample rows come from layer taps (one backward per seed set, then a contraction
+// with the stored layer inputs) when every selected parameter belongs to a tapped
+// Linear/Conv2d layer, else from a per-sample loop (one forward and backward per
+// sample). Both give the same numbers; the loop is the slow, obvious oracle.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "checkpoints/model.h"
+#include "mvp/param_layout.h"
+
+namespace fisheval::mvp {
+
+enum class PerSampleEngine { kAuto, kTaps, kLoop };
+enum class JvpEngine { kAuto, kForward, kDoubleBackward };
+
+struct LinearisationOptions {
+  PerSampleEngine per_sample = PerSampleEngine::kAuto;
+  JvpEngine jvp = JvpEngine::kAuto;
+};
+
+PerSampleEngine parse_per_sample_engine(const std::string& name);  // auto|taps|loop
+JvpEngine parse_jvp_engine(const std::string& name);               // auto|forward|double-backward
+
+class Linearisation {
+ public:
+  // The model's selected parameters must already require gradients (set_trainable).
+  Linearisation(Model& model, std::vector<std::string> params, const at::Tensor& inputs,
+                LinearisationOptions options = {});
+  ~Linearisation();
+  Linearisation(const Linearisation&) = delete;
+  Linearisation& operator=(const Linearisation&) = delete;
+
+  int64_t num_samples() const { return inputs_.size(0); }
+  const ParamLayout& layout() const { return layout_; }
+  const at::Tensor& logits() const { return logits_; }  // detached
+  at::ScalarType dtype() const { return logits_.scalar_type(); }
+  c10::Device device() const { return logits_.device(); }
+
+  at::Tensor vjp(const at::Tensor& u);
+  at::Tensor jvp(const at::Tensor& v);
+  at::Tensor per_sample(const at::Tensor& u);
+  at::Tensor gram(const at::Tensor& u, const at::Tensor& w);
+
+  // Layer taps, for the Kronecker and Shampoo methods.
+  const std::vector<LayerSpec>& layers() const { return model_.layers(); }
+  // Whether layer l has taps from this forward pass.
+  bool has_tap(size_t l) const { return taps_[l].output.defined(); }
+  // a [N, T, d_in] in token form (taps.h), detached.
+  at::Tensor layer_input_tokens(size_t l) const;
+  // b [S, N, T, d_out] in token form for seeds u ([S, *z] or [*z], then S = 1), one
+  // backward per seed set for all tapped layers at once.
+  std::vector<at::Tensor> layer_output_grad_tokens(const at::Tensor& u);
+  // The layer's pre-activation output in token form, [N, T, d_out], detached.
+  at::Tensor layer_output_tokens(size_t l) const;
+  // Index of the selected parameter that is layer l's weight / bias, or -1.
+  int weight_index(size_t l) const { return coverage_[l].first; }
+  int bias_index(size_t l) const { return coverage_[l].second; }
+
+  PerSampleEngine per_sample_engine() const { return engine_; }
+  JvpEngine jvp_engine() const { return jvp_engine_; }
+  std::string engine_note() const { return engine_note_; }
+
+ private:
+  std::vector<at::Tensor> param_tensors() const;
+  at::Tensor seeds_with_axis(const at::Tensor& u) const;
+  at::Tensor per_sample_taps(const at::Tensor& u);
+  at::Tensor per_sample_loop(const at::Tensor& u);
+  at::Tensor jvp_forward(const at::Tensor& v);
+  at::Tensor jvp_double_backward(const at::Tensor& v);
+  // Output gradients of the covered layers for one seed set.
+  std::vector<at::Tensor> output_grads(const at::Tensor& u, bool all_tapped);
+
+  Model& model_;
+  ParamLayout layout_;
+  at::Tensor inputs_;
+  at::Tensor graph_logits_;  // attached to the graph
+  at::Tensor logits_;        // detached
+  std::vector<LayerTap> taps_;
+  std::vector<std::pair<int, int>> coverage_;  // per layer: (weight index, bias index) in layout_
+  std::vector<at::Tensor> sample_logits_;       // loop engine: per-sample forward outputs
+  PerSampleEngine engine_;
+  JvpEngine jvp_engine_;
+  bool jvp_auto_ = true;
+  std::string engine_note_;
+};
+
+}  // namespace fisheval::mvp

@@ -1,0 +1,169 @@
+#include "mvp/loss.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "checkpoints/error.h"
+
+namespace fisheval::mvp {
+namespace {
+
+constexpr int64_t kIgnoreIndex = -100;
+
+// Sum over every axis but the first: [N, ...] -> [N].
+at::Tensor sum_per_sample(const at::Tensor& t) {
+  return t.dim() <= 1 ? t : t.reshape({t.size(0), -1}).sum(1);
+}
+
+class CrossEntropy final : public Loss {
+ public:
+  std::string name() const override { return "cross-entropy"; }
+
+  void check(const at::Tensor& z, const at::Tensor& y) const override {
+    if (y.is_floating_point()) {
+      throw InputError("cross-entropy needs integer class targets, the data has floating-point targets "
+                       "(use --loss squared-error for regression)");
+    }
+    if (z.dim() < 2 || y.sizes() != z.sizes().slice(0, z.dim() - 1)) {
+      throw InputError(fmt::format("targets of shape {} do not fit logits of shape {} (expected {})",
+                                   fmt::join(y.sizes(), "x"), fmt::join(z.sizes(), "x"),
+                                   fmt::join(z.sizes().slice(0, std::max<int64_t>(z.dim() - 1, 0)), "x")));
+    }
+    const int64_t classes = z.size(-1);
+    const auto valid = y.ne(kIgnoreIndex);
+    const auto bad = valid.logical_and(y.lt(0).logical_or(y.ge(classes)));
+    if (bad.any().item<bool>()) {
+      const auto value = y.masked_select(bad)[0].item<int64_t>();
+      throw InputError(fmt::format("target {} is out of range: the model has {} classes (0..{}), "
+                                   "and -100 marks ignored tokens",
+                                   value, classes, classes - 1));
+    }
+  }
+
+  at::Tensor per_sample(const at::Tensor& z, const at::Tensor& y) const override {
+    const auto mask = y.ne(kIgnoreIndex);
+    const auto logp = torch::log_softmax(z, -1);
+    const auto picked = logp.gather(-1, safe(y).unsqueeze(-1)).squeeze(-1);
+    return sum_per_sample(-picked * mask.to(z.scalar_type()));
+  }
+
+  // ∇_z l = (p − e_y) on valid tokens.
+  at::Tensor logit_grad(const at::Tensor& z, const at::Tensor& y) const override {
+    const auto p = torch::softmax(z, -1);
+    const auto onehot = torch::one_hot(safe(y), z.size(-1)).to(z.scalar_type());
+    return (p - onehot) * mask_of(y, z);
+  }
+
+  // H v = diag(p) v − p (pᵀ v).
+  at::Tensor hessian_vp(const at::Tensor& z, const at::Tensor& y, const at::Tensor& v) const override {
+    const auto p = torch::softmax(z, -1);
+    const auto pv = (p * v).sum(-1, /*keepdim=*/true);
+    return (p * v - p * pv) * mask_of(y, z);
+  }
+
+  // S = diag(√p) − p √pᵀ; column j is √p_j (e_j − p).
+  at::Tensor hessian_sqrt(const at::Tensor& z, const at::Tensor& y) const override {
+    const auto p = torch::softmax(z, -1);
+    const int64_t C = z.size(-1);
+    const auto sqrt_p = p.sqrt();
+    auto eye = torch::eye(C, z.options());  // eye[j] = e_j
+    // cols[j, ..., i] = √p_j (δ_ij − p_i)
+    std::vector<int64_t> view_shape(z.dim() + 1, 1);
+    view_shape[0] = C;
+    view_shape.back() = C;
+    const auto e = eye.view(view_shape);                                  // [C, 1.., C]
+    const auto sp = sqrt_p.movedim(-1, 0).unsqueeze(-1);                  // [C, ..., 1]
+    return sp * (e - p.unsqueeze(0)) * mask_of(y, z).unsqueeze(0);
+  }
+
+  at::Tensor sampled_logit_grad(const at::Tensor& z, const at::Tensor& y, int64_t K,
+                                uint64_t seed) const override {
+    const int64_t C = z.size(-1);
+    auto gen = at::detail::createCPUGenerator(seed);
+    const auto p_cpu = torch::softmax(z.detach().to(torch::kCPU, torch::kDouble), -1).reshape({-1, C});
+    // [rows, K] labels, one row per token.
+    const auto labels = at::multinomial(p_cpu, K, /*replacement=*/true, gen);
+    const auto onehot = torch::one_hot(labels.t().contiguous(), C).to(torch::kDouble);  // [K, rows, C]
+    auto grads = (p_cpu.unsqueeze(0) - onehot).to(z.device(), z.scalar_type());
+    std::vector<int64_t> shape{K};
+    for (auto s : z.sizes()) shape.push_back(s);
+    return grads.reshape(shape) * mask_of(y, z).unsqueeze(0);
+  }
+
+  at::Tensor target_prob(const at::Tensor& z, const at::Tensor& y) const override {
+    const auto count = sum_per_sample(y.ne(kIgnoreIndex).to(z.scalar_type())).clamp_min(1);
+    return torch::exp(-per_sample(z, y) / count);
+  }
+
+ private:
+  static at::Tensor safe(const at::Tensor& y) { return y.clamp_min(0); }
+  static at::Tensor mask_of(const at::Tensor& y, const at::Tensor& z) {
+    return y.ne(kIgnoreIndex).to(z.scalar_type()).unsqueeze(-1);
+  }
+};
+
+class SquaredError final : public Loss {
+ public:
+  std::string name() const override { return "squared-error"; }
+
+  void check(const at::Tensor& z, const at::Tensor& y) const override {
+    if (!y.is_floating_point()) {
+      throw InputError("squared-error needs floating-point targets, the data has integer targets "
+                       "(use --loss cross-entropy for classification)");
+    }
+    if (y.sizes() != z.sizes()) {
+      throw InputError(fmt::format("targets of shape {} do not fit outputs of shape {}",
+                                   fmt::join(y.sizes(), "x"), fmt::join(z.sizes(), "x")));
+    }
+    if (!torch::isfinite(y).all().item<bool>()) throw InputError("targets contain NaN or infinite values");
+  }
+
+  // l_n = ½ ‖y_n − z_n‖².
+  at::Tensor per_sample(const at::Tensor& z, const at::Tensor& y) const override {
+    return sum_per_sample(0.5 * (z - y.to(z.scalar_type())).square());
+  }
+  at::Tensor logit_grad(const at::Tensor& z, const at::Tensor& y) const override {
+    return z - y.to(z.scalar_type());
+  }
+  at::Tensor hessian_vp(const at::Tensor&, const at::Tensor&, const at::Tensor& v) const override { return v; }
+
+  // S = I: column j is e_j over the flattened output of each sample.
+  at::Tensor hessian_sqrt(const at::Tensor& z, const at::Tensor&) const override {
+    const int64_t N = z.size(0);
+    const int64_t R = z.numel() / std::max<int64_t>(N, 1);
+    auto eye = torch::eye(R, z.options());  // [R, R]
+    std::vector<int64_t> shape{R, N};
+    for (int64_t d = 1; d < z.dim(); ++d) shape.push_back(z.size(d));
+    return eye.unsqueeze(1).expand({R, N, R}).reshape(shape).contiguous();
+  }
+
+  // ŷ = z + ε, ε ~ N(0, I): ∇_z(−log p(ŷ|z)) = z − ŷ = −ε.
+  at::Tensor sampled_logit_grad(const at::Tensor& z, const at::Tensor&, int64_t K, uint64_t seed) const override {
+    auto gen = at::detail::createCPUGenerator(seed);
+    std::vector<int64_t> shape{K};
+    for (auto s : z.sizes()) shape.push_back(s);
+    auto eps = at::normal(0.0, 1.0, shape, gen, torch::TensorOptions().dtype(torch::kDouble));
+    return (-eps).to(z.device(), z.scalar_type());
+  }
+
+  at::Tensor target_prob(const at::Tensor& z, const at::Tensor&) const override {
+    return torch::full({z.size(0)}, std::numeric_limits<double>::quiet_NaN(), z.options());
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Loss> make_loss(const std::string& name) {
+  if (name == "cross-entropy") return std::make_unique<CrossEntropy>();
+  if (name == "squared-error") return std::make_unique<SquaredError>();
+  throw InputError(fmt::format("unknown loss '{}' (cross-entropy, squared-error)", name));
+}
+
+std::string resolve_loss_name(const std::string& requested, const std::string& hint, const at::Tensor& targets) {
+  if (requested != "auto") return requested;
+  if (!hint.empty()) return hint;
+  return targets.is_floating_point() ? "squared-error" : "cross-entropy";
+}
+
+}  // namespace fisheval::mvp
