@@ -1,0 +1,123 @@
+#include "solvers/batch_state.h"
+
+#include <torch/torch.h>
+
+namespace fisheval::solvers {
+
+BatchState::BatchState(mvp::Linearisation& lin, const mvp::Loss& loss, at::Tensor targets, BatchStateOptions options)
+    : lin_(lin), loss_(loss), targets_(std::move(targets)), options_(options), fisher_(lin, loss, targets_) {}
+
+const at::Tensor& BatchState::per_sample_loss() {
+  if (!per_sample_loss_.defined()) per_sample_loss_ = loss_.per_sample(lin_.logits(), targets_).to(torch::kDouble);
+  return per_sample_loss_;
+}
+
+double BatchState::loss() { return per_sample_loss().sum().item<double>(); }
+
+const at::Tensor& BatchState::logit_grad() {
+  if (!logit_grad_.defined()) logit_grad_ = loss_.logit_grad(lin_.logits(), targets_);
+  return logit_grad_;
+}
+
+const at::Tensor& BatchState::logit_grad_norm_sq() {
+  if (!s_.defined()) {
+    const auto r = logit_grad().to(torch::kDouble);
+    s_ = r.reshape({r.size(0), -1}).square().sum(1);
+  }
+  return s_;
+}
+
+const at::Tensor& BatchState::grad() {
+  if (!g_.defined()) g_ = lin_.vjp(logit_grad());
+  return g_;
+}
+
+const at::Tensor& BatchState::gram() {
+  if (!gram_.defined()) gram_ = lin_.gram(logit_grad(), logit_grad()).to(torch::kDouble);
+  return gram_;
+}
+
+const at::Tensor& BatchState::per_sample_grad_norm() {
+  if (!norms_.defined()) norms_ = gram().diagonal().clamp_min(0).sqrt();
+  return norms_;
+}
+
+const at::Tensor& BatchState::kept() {
+  if (!kept_.defined()) kept_ = near_duplicate_filter(gram(), options_.dedup_cosine);
+  return kept_;
+}
+
+const at::Tensor& BatchState::sampled_logit_grad() {
+  if (!sampled_.defined()) {
+    sampled_ = loss_.sampled_logit_grad(lin_.logits(), targets_, options_.mc_samples, options_.seed);
+  }
+  return sampled_;
+}
+
+const at::Tensor& BatchState::sampled_gram() {
+  if (!sampled_gram_.defined()) {
+    const auto& u = sampled_logit_grad();
+    sampled_gram_ = lin_.gram(u, u).to(torch::kDouble);
+  }
+  return sampled_gram_;
+}
+
+const at::Tensor& BatchState::sampled_kept() {
+  if (!sampled_kept_.defined()) sampled_kept_ = near_duplicate_filter(sampled_gram(), options_.dedup_cosine);
+  return sampled_kept_;
+}
+
+const at::Tensor& BatchState::sampled_times_grad() {
+  if (!sampled_g_.defined()) {
+    // (Ĵ g)_{kn} = r̂_knᵀ (J_{z_n} g): one JVP.
+    const auto jg = lin_.jvp(grad()).to(torch::kDouble);
+    const auto u = sampled_logit_grad().to(torch::kDouble);
+    const int64_t K = u.size(0), N = u.size(1);
+    sampled_g_ = (u * jg.unsqueeze(0)).reshape({K, N, -1}).sum(2).reshape({K * N});
+  }
+  return sampled_g_;
+}
+
+at::Tensor BatchState::jt_times(const at::Tensor& x) {
+  const auto& r = logit_grad();
+  std::vector<int64_t> shape(r.dim(), 1);
+  shape[0] = r.size(0);
+  return lin_.vjp(r * x.to(r.options()).view(shape));
+}
+
+at::Tensor BatchState::sampled_jt_times(const at::Tensor& y) {
+  const auto& u = sampled_logit_grad();
+  std::vector<int64_t> shape(u.dim(), 1);
+  shape[0] = u.size(0);
+  shape[1] = u.size(1);
+  return lin_.vjp((u * y.to(u.options()).view(shape)).sum(0));
+}
+
+at::Tensor near_duplicate_filter(const at::Tensor& gram, double threshold) {
+  const auto C = gram.to(torch::kDouble).cpu();
+  const int64_t n = C.size(0);
+  const auto norms = C.diagonal().clamp_min(0).sqrt();
+  const auto order = std::get<1>(norms.sort(/*stable=*/true, 0, /*descending=*/true));
+  const auto* ord = order.data_ptr<int64_t>();
+  const auto acc = C.accessor<double, 2>();
+  const auto nrm = norms.accessor<double, 1>();
+  std::vector<int64_t> kept;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t a = ord[i];
+    if (!(nrm[a] > 0)) continue;
+    bool duplicate = false;
+    if (threshold > 0) {
+      for (const int64_t b : kept) {
+        if (std::abs(acc[a][b]) / (nrm[a] * nrm[b]) > threshold) {
+          duplicate = true;
+          break;
+        }
+      }
+    }
+    if (!duplicate) kept.push_back(a);
+  }
+  std::sort(kept.begin(), kept.end());
+  return torch::tensor(kept, torch::kLong);
+}
+
+}  // namespace fisheval::solvers

@@ -1,0 +1,82 @@
+// Everything the update methods share on one batch, computed once on first use and
+// reused by every method and damping value: the gradient g, the logit gradients
+// r_n = ∇_{z_n} l_n and s_n = ‖r_n‖², the Gram matrix C = J Jᵀ of the per-sample
+// gradients, the sampled-label gradients Ĵ and their Gram matrix, the Fisher products,
+// and a typed memo for method-specific work (Kronecker factors, eigen-decompositions).
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "mvp/fisher.h"
+#include "mvp/linearisation.h"
+#include "mvp/loss.h"
+
+namespace fisheval::solvers {
+
+struct BatchStateOptions {
+  int64_t mc_samples = 1;     // K: sampled labels per datum (sf, kfac, fim-shampoo, kfe)
+  uint64_t seed = 0;          // seeds the label sampling of this batch
+  double dedup_cosine = 0;    // > 0: drop near-duplicate per-sample gradients (|cos| above it)
+};
+
+class BatchState {
+ public:
+  BatchState(mvp::Linearisation& lin, const mvp::Loss& loss, at::Tensor targets, BatchStateOptions options);
+
+  mvp::Linearisation& lin() { return lin_; }
+  mvp::Fisher& fisher() { return fisher_; }
+  const mvp::Loss& loss_fn() const { return loss_; }
+  const at::Tensor& targets() const { return targets_; }
+  const BatchStateOptions& options() const { return options_; }
+  int64_t num_samples() const { return lin_.num_samples(); }
+  int64_t num_params() const { return lin_.layout().size(); }
+
+  const at::Tensor& per_sample_loss();      // l_n [N], float64
+  double loss();                            // L = Σ_n l_n
+  const at::Tensor& logit_grad();           // r = ∇_z l, shaped like z (working dtype)
+  const at::Tensor& logit_grad_norm_sq();   // s_n = ‖r_n‖² [N], float64
+  const at::Tensor& grad();                 // g = ∇θ L = Jᵀ1 [P] (working dtype)
+  const at::Tensor& gram();                 // C = J Jᵀ [N, N], float64
+  const at::Tensor& per_sample_grad_norm(); // ‖∇θ l_n‖ = sqrt(C_nn) [N], float64
+  // Samples kept by the near-duplicate filter (all when off), int64 indices.
+  const at::Tensor& kept();
+  const at::Tensor& sampled_logit_grad();   // r̂ [K, *z]: ∇_z(−log p(ŷ|z)), ŷ ~ p(·|z)
+  const at::Tensor& sampled_gram();         // Ĉ = Ĵ Ĵᵀ [KN, KN], float64 (rows k·N + n)
+  const at::Tensor& sampled_kept();         // rows of Ĵ kept by the near-duplicate filter
+  const at::Tensor& sampled_times_grad();   // Ĵ g [KN], float64
+
+  // Jᵀ x = Σ_n x_n ∇θ l_n for x [N] (float64 or working dtype): one backward pass.
+  at::Tensor jt_times(const at::Tensor& x);
+  // Ĵᵀ y for y [KN]: one backward pass.
+  at::Tensor sampled_jt_times(const at::Tensor& y);
+
+  // Method-specific per-batch work, computed once per key.
+  template <class T>
+  T& memo(const std::string& key, const std::function<T()>& make) {
+    auto it = memo_.find(key);
+    if (it == memo_.end()) it = memo_.emplace(key, std::make_shared<T>(make())).first;
+    return *static_cast<T*>(it->second.get());
+  }
+
+ private:
+  mvp::Linearisation& lin_;
+  const mvp::Loss& loss_;
+  at::Tensor targets_;
+  BatchStateOptions options_;
+  mvp::Fisher fisher_;
+  at::Tensor per_sample_loss_, logit_grad_, s_, g_, gram_, norms_, kept_;
+  at::Tensor sampled_, sampled_gram_, sampled_kept_, sampled_g_;
+  std::map<std::string, std::shared_ptr<void>> memo_;
+};
+
+// Indices of rows kept by the near-duplicate filter on a Gram matrix: rows are visited
+// by decreasing norm and a row is kept unless |cos| with an already kept row exceeds
+// `threshold` (so of two near-parallel gradients the smaller one is dropped, as in the
+// paper's code). Zero rows are dropped too. threshold ≤ 0 keeps every nonzero row.
+at::Tensor near_duplicate_filter(const at::Tensor& gram, double threshold);
+
+}  // namespace fisheval::solvers

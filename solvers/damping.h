@@ -1,0 +1,30 @@
+// Damping policies (DESIGN.md): λ absolute, or relative to one reference scale shared
+// by every method of a batch:
+//   per-sample : max_n ‖∇θ l_n‖² (the largest diagonal entry of C = JJᵀ)
+//   sf         : the largest diagonal entry of the sampled Gram matrix ĴĴᵀ
+//                (what the authors' code does for a negative λ).
+#pragma once
+#include <string>
+#include <vector>
+
+namespace fisheval::solvers {
+
+class BatchState;
+
+enum class DampingMode { kAbsolute, kRelative };
+enum class DampingReference { kPerSample, kSampled };
+
+DampingMode parse_damping_mode(const std::string& name);            // absolute|relative
+DampingReference parse_damping_reference(const std::string& name);  // per-sample|sf
+std::string to_string(DampingMode mode);
+std::string to_string(DampingReference reference);
+
+// The factor λ is multiplied by: 1 in absolute mode, the reference scale otherwise.
+double damping_scale(DampingMode mode, DampingReference reference, BatchState& state);
+
+// "START:STOP:COUNT" → COUNT values log-spaced from START to STOP (inclusive).
+std::vector<double> log_grid(const std::string& spec);
+// "1e-3,1e-2,0" → values.
+std::vector<double> parse_damping_list(const std::string& spec);
+
+}  // namespace fisheval::solvers

@@ -1,0 +1,67 @@
+// sf, the sampled Fisher F̂ = ĴᵀĴ/K with K sampled labels per datum (Ĵ stacks
+// ∇θ(−log p(ŷ_nk|z_n)), ŷ_nk ~ p(·|z_n)), by Woodbury in sample space:
+//   λ > 0:  d = (ĴᵀĴ/K + λI)⁻¹ g = (1/λ) [g − Ĵᵀ (ĴĴᵀ + KλI)⁻¹ Ĵ g]
+//   λ = 0:  the λ → 0⁺ limit of the direction: the part of g outside the span of the
+//           sampled gradients, g − Ĵᵀ(ĴĴᵀ)⁺Ĵg (status "limit"), when P exceeds the rank
+//           of ĴĴᵀ; otherwise (F̂ invertible) K Ĵᵀ(ĴĴᵀ)⁺²Ĵg = F̂⁻¹g.
+// Ĵg is one JVP; Ĵᵀy one backward pass.
+#include <torch/torch.h>
+
+#include "solvers/methods/families.h"
+
+namespace fisheval::solvers {
+namespace {
+
+struct SampledEigen {
+  at::Tensor values, vectors;
+};
+
+class Sf final : public UpdateMethod {
+ public:
+  explicit Sf(const MethodOptions& options) : policy_(options.singular) {}
+  std::string name() const override { return "sf"; }
+  unsigned needs() const override { return kNeedsGradient | kNeedsSampledGradients; }
+
+  Direction direction(BatchState& state, double damping) override {
+    const auto& kept = state.sampled_kept();
+    const auto C = state.sampled_gram().index_select(0, kept).index_select(1, kept);
+    const auto Jg = state.sampled_times_grad().index_select(0, kept);
+    const int64_t rows = state.sampled_gram().size(0);
+    const double K = static_cast<double>(state.options().mc_samples);
+    const auto scatter = [&](const at::Tensor& y) {
+      auto full = torch::zeros({rows}, torch::kDouble);
+      return full.index_copy_(0, kept, y);
+    };
+    const auto& g = state.grad();
+    Direction out;
+    if (damping > 0) {
+      const auto sol = solve_damped_gram(C, at::Tensor(), K * damping, Jg, policy_, "the sampled Gram matrix of sf");
+      out.d = (g - state.sampled_jt_times(scatter(sol.x))) / damping;
+      out.status = sol.status;
+      return out;
+    }
+    const auto& eig = state.memo<SampledEigen>("sf/eigh", [&] {
+      auto [values, vectors] = at::linalg_eigh(C);
+      return SampledEigen{values, vectors};
+    });
+    const auto [y, rank] = pinv_apply(eig.values, eig.vectors, Jg);
+    if (state.num_params() > rank) {
+      out.d = g - state.sampled_jt_times(scatter(y));
+      out.status = SolveStatus::kLimit;
+    } else {
+      const auto [y2, rank2] = pinv_apply(eig.values, eig.vectors, Jg, /*power=*/2);
+      out.d = K * state.sampled_jt_times(scatter(y2));
+      out.status = rank2 < C.size(0) ? SolveStatus::kPseudoInverse : SolveStatus::kExact;
+    }
+    return out;
+  }
+
+ private:
+  SingularPolicy policy_;
+};
+
+}  // namespace
+
+std::unique_ptr<UpdateMethod> make_sf(const MethodOptions& o) { return std::make_unique<Sf>(o); }
+
+}  // namespace fisheval::solvers

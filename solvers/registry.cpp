@@ -1,0 +1,49 @@
+// The registry of update methods by name. Adding a method family: one file under
+// solvers/methods/, its factory in families.h, one line here.
+#include <fmt/format.h>
+
+#include <functional>
+
+#include "checkpoints/error.h"
+#include "solvers/methods/families.h"
+#include "solvers/update_method.h"
+
+namespace fisheval::solvers {
+namespace {
+
+struct Entry {
+  MethodInfo info;
+  std::function<std::unique_ptr<UpdateMethod>(const MethodOptions&)> make;
+};
+
+const std::vector<Entry>& registry() {
+  static const std::vector<Entry> entries = {
+      {{"sgd", "the gradient g (undamped reference)"}, make_sgd},
+      {{"ef", "empirical Fisher: Jᵀ(C + λI)⁻¹1 = (JᵀJ + λI)⁻¹g"}, make_ef},
+      {{"ief", "improved EF (the paper's Eq. 8): Jᵀ(C + λI)⁻¹s"}, make_ief},
+      {{"ief-param", "iEF damped in parameter space: (Jᵀdiag(s)⁻¹J + λI)⁻¹g"}, make_ief_param},
+      {{"sf", "sampled Fisher: (ĴᵀĴ/K + λI)⁻¹g, K sampled labels per datum"}, make_sf},
+      {{"ng-cg", "natural gradient (F + λI)⁻¹g by linear CG on Fisher-vector products"}, make_ng_cg},
+      {{"ng-dense", "natural gradient (F + λI)⁺g from the dense Fisher (small P only)"}, make_ng_dense},
+  };
+  return entries;
+}
+
+}  // namespace
+
+std::unique_ptr<UpdateMethod> make_method(const std::string& name, const MethodOptions& options) {
+  for (const auto& e : registry()) {
+    if (e.info.name == name) return e.make(options);
+  }
+  std::vector<std::string> names;
+  for (const auto& e : registry()) names.push_back(e.info.name);
+  throw InputError(fmt::format("unknown method '{}' (available: {})", name, fmt::join(names, ", ")));
+}
+
+std::vector<MethodInfo> list_methods() {
+  std::vector<MethodInfo> out;
+  for (const auto& e : registry()) out.push_back(e.info);
+  return out;
+}
+
+}  // namespace fisheval::solvers

@@ -1,0 +1,65 @@
+// One interface for every approximate natural-gradient update (curvlinops' style:
+// a new method is one class). A method turns the shared per-batch state and a
+// damping λ into a descent direction d (applied as θ ← θ − η d). Damping-independent
+// work is memoised in the BatchState so a damping sweep pays for it once.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "solvers/batch_state.h"
+#include "solvers/cg.h"
+#include "solvers/gram_solve.h"
+
+namespace fisheval::solvers {
+
+// What a method needs from the batch (for up-front checks and documentation).
+enum Need : unsigned {
+  kNeedsGradient = 1u << 0,
+  kNeedsPerSampleGradients = 1u << 1,  // J and C = JJᵀ
+  kNeedsSampledGradients = 1u << 2,    // Ĵ (sampled labels)
+  kNeedsFisherProducts = 1u << 3,      // F v
+  kNeedsDenseFisher = 1u << 4,         // F as a matrix (small P only)
+  kNeedsLayerTaps = 1u << 5,           // layer inputs / output gradients (Kronecker, Shampoo)
+};
+
+struct Direction {
+  at::Tensor d;  // [P], working dtype
+  SolveStatus status = SolveStatus::kExact;
+  int64_t iterations = 0;                                      // iterative solvers
+  double residual = std::numeric_limits<double>::quiet_NaN();  // final relative residual
+  std::vector<double> residual_history;                        // per iteration (ng-cg)
+};
+
+// Options of every method (a method reads the ones it needs).
+struct MethodOptions {
+  SingularPolicy singular = SingularPolicy::kPseudoInverse;
+  CgOptions cg{};                  // ng-cg
+  int64_t dense_max_params = 20000;  // ng-dense refuses larger P
+  bool kfac_reduce = false;        // Kronecker methods: KFAC-reduce instead of KFAC-expand for tokens
+  double shampoo_epsilon = 1e-12;  // Shampoo family: ε relative to the largest eigenvalue (plus λ)
+};
+
+class UpdateMethod {
+ public:
+  virtual ~UpdateMethod() = default;
+  virtual std::string name() const = 0;
+  virtual unsigned needs() const = 0;
+  // False for methods the damping axis does not apply to (sgd): one direction for all λ.
+  virtual bool damped() const { return true; }
+  // The direction for effective damping λ ≥ 0.
+  virtual Direction direction(BatchState& state, double damping) = 0;
+};
+
+struct MethodInfo {
+  std::string name;
+  std::string summary;  // one line, for --help and reports
+};
+
+std::unique_ptr<UpdateMethod> make_method(const std::string& name, const MethodOptions& options);
+std::vector<MethodInfo> list_methods();
+
+}  // namespace fisheval::solvers
