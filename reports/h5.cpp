@@ -1,0 +1,173 @@
+#include "reports/h5.h"
+
+#include <fmt/format.h>
+
+#include "checkpoints/error.h"
+
+namespace fisheval::h5 {
+namespace {
+
+std::vector<hsize_t> dims_of(const std::vector<int64_t>& shape) { return {shape.begin(), shape.end()}; }
+
+H5::DataSpace space_of(const std::vector<int64_t>& shape) {
+  if (shape.empty()) return H5::DataSpace(H5S_SCALAR);
+  const auto dims = dims_of(shape);
+  return H5::DataSpace(static_cast<int>(dims.size()), dims.data());
+}
+
+H5::StrType vlen_string() { return H5::StrType(H5::PredType::C_S1, H5T_VARIABLE); }
+
+struct CheckpointRecord {
+  const char* path;
+  int64_t step;
+};
+
+H5::CompType checkpoint_type() {
+  H5::CompType t(sizeof(CheckpointRecord));
+  t.insertMember("path", HOFFSET(CheckpointRecord, path), vlen_string());
+  t.insertMember("step", HOFFSET(CheckpointRecord, step), H5::PredType::NATIVE_INT64);
+  return t;
+}
+
+}  // namespace
+
+int64_t Array::size() const {
+  int64_t n = 1;
+  for (auto s : shape) n *= s;
+  return n;
+}
+
+H5::H5File open_read(const std::string& path) {
+  H5::Exception::dontPrint();
+  try {
+    return H5::H5File(path, H5F_ACC_RDONLY);
+  } catch (const H5::Exception& e) {
+    throw InputError(fmt::format("cannot open HDF5 file '{}': {}", path, e.getDetailMsg()));
+  }
+}
+
+H5::H5File create(const std::string& path) {
+  H5::Exception::dontPrint();
+  try {
+    return H5::H5File(path, H5F_ACC_TRUNC);
+  } catch (const H5::Exception& e) {
+    throw Error(fmt::format("cannot create HDF5 file '{}': {}", path, e.getDetailMsg()));
+  }
+}
+
+void write_array(H5::H5File& file, const std::string& name, const Array& a, bool as_int64,
+                 const std::string& description) {
+  const auto space = space_of(a.shape);
+  if (as_int64) {
+    std::vector<int64_t> ints(a.data.size());
+    for (size_t i = 0; i < ints.size(); ++i) ints[i] = std::isfinite(a.data[i]) ? static_cast<int64_t>(a.data[i]) : -1;
+    auto ds = file.createDataSet(name, H5::PredType::NATIVE_INT64, space);
+    if (!ints.empty()) ds.write(ints.data(), H5::PredType::NATIVE_INT64);
+    if (!description.empty()) write_attr(ds, "description", description);
+  } else {
+    auto ds = file.createDataSet(name, H5::PredType::NATIVE_DOUBLE, space);
+    if (!a.data.empty()) ds.write(a.data.data(), H5::PredType::NATIVE_DOUBLE);
+    if (!description.empty()) write_attr(ds, "description", description);
+  }
+}
+
+Array read_array(const H5::H5File& file, const std::string& name) {
+  if (!file.nameExists(name)) {
+    throw InputError(fmt::format("'{}' has no dataset '{}'", file.getFileName(), name));
+  }
+  auto ds = file.openDataSet(name);
+  auto space = ds.getSpace();
+  const int rank = space.getSimpleExtentNdims();
+  std::vector<hsize_t> dims(rank);
+  if (rank > 0) space.getSimpleExtentDims(dims.data());
+  Array a;
+  a.shape.assign(dims.begin(), dims.end());
+  a.data.resize(a.size());
+  if (!a.data.empty()) ds.read(a.data.data(), H5::PredType::NATIVE_DOUBLE);
+  return a;
+}
+
+void write_strings(H5::H5File& file, const std::string& name, const std::vector<std::string>& values,
+                   const std::string& description) {
+  const hsize_t n = values.size();
+  H5::DataSpace space(1, &n);
+  auto ds = file.createDataSet(name, vlen_string(), space);
+  std::vector<const char*> ptrs;
+  for (const auto& v : values) ptrs.push_back(v.c_str());
+  if (!ptrs.empty()) ds.write(ptrs.data(), vlen_string());
+  if (!description.empty()) write_attr(ds, "description", description);
+}
+
+std::vector<std::string> read_strings(const H5::H5File& file, const std::string& name) {
+  if (!file.nameExists(name)) throw InputError(fmt::format("'{}' has no dataset '{}'", file.getFileName(), name));
+  auto ds = file.openDataSet(name);
+  auto space = ds.getSpace();
+  hsize_t n = 0;
+  space.getSimpleExtentDims(&n);
+  std::vector<char*> ptrs(n, nullptr);
+  if (n > 0) ds.read(ptrs.data(), vlen_string());
+  std::vector<std::string> out;
+  for (auto* p : ptrs) out.emplace_back(p ? p : "");
+  if (n > 0) H5Dvlen_reclaim(vlen_string().getId(), space.getId(), H5P_DEFAULT, ptrs.data());
+  return out;
+}
+
+void write_checkpoint_axis(H5::H5File& file, const std::vector<std::string>& paths, const std::vector<int64_t>& steps) {
+  const hsize_t n = paths.size();
+  H5::DataSpace space(1, &n);
+  auto ds = file.createDataSet("checkpoint", checkpoint_type(), space);
+  std::vector<CheckpointRecord> recs;
+  for (size_t i = 0; i < paths.size(); ++i) recs.push_back({paths[i].c_str(), steps[i]});
+  if (!recs.empty()) ds.write(recs.data(), checkpoint_type());
+  write_attr(ds, "description", std::string("checkpoint axis: file path and training step"));
+}
+
+void read_checkpoint_axis(const H5::H5File& file, std::vector<std::string>& paths, std::vector<int64_t>& steps) {
+  if (!file.nameExists("checkpoint")) {
+    throw InputError(fmt::format("'{}' has no dataset 'checkpoint' (not a fisheval result file?)", file.getFileName()));
+  }
+  auto ds = file.openDataSet("checkpoint");
+  auto space = ds.getSpace();
+  hsize_t n = 0;
+  space.getSimpleExtentDims(&n);
+  std::vector<CheckpointRecord> recs(n);
+  if (n > 0) ds.read(recs.data(), checkpoint_type());
+  paths.clear();
+  steps.clear();
+  for (const auto& r : recs) {
+    paths.emplace_back(r.path ? r.path : "");
+    steps.push_back(r.step);
+  }
+  if (n > 0) H5Dvlen_reclaim(checkpoint_type().getId(), space.getId(), H5P_DEFAULT, recs.data());
+}
+
+void write_attr(H5::H5Object& obj, const std::string& name, const std::string& value) {
+  auto t = vlen_string();
+  auto attr = obj.createAttribute(name, t, H5::DataSpace(H5S_SCALAR));
+  const char* p = value.c_str();
+  attr.write(t, &p);
+}
+
+void write_attr(H5::H5Object& obj, const std::string& name, double value) {
+  auto attr = obj.createAttribute(name, H5::PredType::NATIVE_DOUBLE, H5::DataSpace(H5S_SCALAR));
+  attr.write(H5::PredType::NATIVE_DOUBLE, &value);
+}
+
+void write_attr(H5::H5Object& obj, const std::string& name, int64_t value) {
+  auto attr = obj.createAttribute(name, H5::PredType::NATIVE_INT64, H5::DataSpace(H5S_SCALAR));
+  attr.write(H5::PredType::NATIVE_INT64, &value);
+}
+
+bool has_attr(const H5::H5Object& obj, const std::string& name) { return obj.attrExists(name); }
+
+std::string read_string_attr(const H5::H5Object& obj, const std::string& name) {
+  if (!obj.attrExists(name)) return "";
+  auto attr = obj.openAttribute(name);
+  auto t = attr.getDataType();
+  if (t.getClass() != H5T_STRING) return "";
+  std::string value;
+  attr.read(attr.getStrType(), value);
+  return value;
+}
+
+}  // namespace fisheval::h5

@@ -1,0 +1,40 @@
+// A thin layer over HDF5's C++ API for what fisheval writes and reads: n-d arrays of
+// float64 / int64, string lists, the compound `checkpoint` axis and attributes.
+#pragma once
+#include <H5Cpp.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fisheval::h5 {
+
+struct Array {  // row-major n-d array of doubles (integers stored exactly)
+  std::vector<int64_t> shape;
+  std::vector<double> data;
+  int64_t size() const;
+};
+
+// Opens / creates files, turning HDF5 failures into fisheval::Error with `path` named.
+H5::H5File open_read(const std::string& path);
+H5::H5File create(const std::string& path);
+
+void write_array(H5::H5File& file, const std::string& name, const Array& a, bool as_int64,
+                 const std::string& description = "");
+Array read_array(const H5::H5File& file, const std::string& name);
+
+void write_strings(H5::H5File& file, const std::string& name, const std::vector<std::string>& values,
+                   const std::string& description = "");
+std::vector<std::string> read_strings(const H5::H5File& file, const std::string& name);
+
+// The checkpoint axis: a compound dataset with fields path (string) and step (int64).
+void write_checkpoint_axis(H5::H5File& file, const std::vector<std::string>& paths, const std::vector<int64_t>& steps);
+void read_checkpoint_axis(const H5::H5File& file, std::vector<std::string>& paths, std::vector<int64_t>& steps);
+
+void write_attr(H5::H5Object& obj, const std::string& name, const std::string& value);
+void write_attr(H5::H5Object& obj, const std::string& name, double value);
+void write_attr(H5::H5Object& obj, const std::string& name, int64_t value);
+std::string read_string_attr(const H5::H5Object& obj, const std::string& name);
+bool has_attr(const H5::H5Object& obj, const std::string& name);
+
+}  // namespace fisheval::h5

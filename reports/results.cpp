@@ -1,0 +1,409 @@
+#include "reports/results.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "checkpoints/error.h"
+
+namespace fs = std::filesystem;
+
+namespace fisheval {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+std::string format_double(double v) { return fmt::format("{:.17g}", v); }
+
+uint64_t fnv1a(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : text) {
+    h ^= ch;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+void fsync_path(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+std::string settings_text(const std::map<std::string, std::string>& settings) {
+  std::string text;
+  for (const auto& [k, v] : settings) text += k + "=" + v + "\n";
+  return text;
+}
+
+std::map<std::string, std::string> parse_settings(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto eq = line.find('=');
+    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return out;
+}
+
+// Writes `what` through a temp file in the same folder, fsync, then renames.
+template <class Fn>
+void write_atomically(const std::string& path, Fn&& write) {
+  const std::string tmp = path + ".tmp";
+  try {
+    write(tmp);
+  } catch (const H5::Exception& e) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw Error(fmt::format("cannot write '{}': {} (disk full or no permission?)", path, e.getDetailMsg()));
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+  fsync_path(tmp);
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw Error(fmt::format("cannot rename '{}' to '{}': {}", tmp, path, ec.message()));
+}
+
+}  // namespace
+
+const std::vector<MeasureSpec>& result_measures() {
+  using S = MeasureShape;
+  static const std::vector<MeasureSpec> specs = {
+      {"gamma", S::kCell, false, "indicator γ(d) = sqrt(dᵀFd)/|dᵀg| (the paper's Eq. 15); lower is better"},
+      {"gamma_rel_sgd", S::kCell, false, "γ(d)/γ(g); below 1 beats SGD"},
+      {"gamma_rel_ng", S::kCell, false,
+       "γ(d)/γ(natural gradient at λ=0) when a converged reference exists (≥ 1; 1 is exact), else NaN"},
+      {"cosine_sgd", S::kCell, false, "cos(d, g)"},
+      {"update_norm", S::kCell, false, "‖d‖"},
+      {"d_dot_g", S::kCell, false, "dᵀg"},
+      {"d_fisher_d", S::kCell, false, "dᵀFd (exact Fisher / GGN)"},
+      {"seconds", S::kCell, false, "wall-clock seconds for the direction and its indicator"},
+      {"solve_status", S::kCell, true,
+       "0 exact, 1 pseudo-inverse (rank-deficient system), 2 not converged (CG cap), 3 λ→0 limit, -1 not computed"},
+      {"cg_iterations", S::kCell, true, "CG iterations (ng-cg), else 0"},
+      {"cg_residual", S::kCell, false, "final relative residual of CG (ng-cg), else NaN"},
+      {"damping_effective", S::kDamping, false, "λ used: the requested damping times the relative-damping scale"},
+      {"loss", S::kBatch, false, "batch loss L = Σ_n l_n"},
+      {"grad_norm", S::kBatch, false, "‖g‖"},
+      {"gamma_sgd", S::kBatch, false, "γ(g)"},
+      {"gamma_ng", S::kBatch, false, "γ of the natural-gradient reference at λ=0 (NaN without one)"},
+      {"ng_converged", S::kBatch, true, "1 when the natural-gradient reference converged, 0 when not, -1 without one"},
+      {"grad_norm_imbalance", S::kBatch, false, "max_n‖∇θl_n‖ / min_n‖∇θl_n‖"},
+      {"logit_grad_norm_imbalance", S::kBatch, false, "max_n‖∇z l_n‖ / min_n‖∇z l_n‖"},
+      {"kept_samples", S::kBatch, true, "samples kept by the near-duplicate filter (all nonzero when it is off)"},
+      {"seconds_shared", S::kBatch, false, "seconds of shared per-batch work (forward, gradients, Gram matrices)"},
+      {"per_sample_loss", S::kSample, false, "l_n"},
+      {"target_prob", S::kSample, false, "p(y_n|x_n) (geometric mean over target tokens; NaN for squared error)"},
+      {"logit_grad_norm_sq", S::kSample, false, "s_n = ‖∇_{z_n} l_n‖²"},
+      {"per_sample_grad_norm", S::kSample, false, "‖∇θ l_n‖"},
+      {"cg_residual_history", S::kCgHistory, false, "ng-cg relative residual per iteration (first entry 1)"},
+  };
+  return specs;
+}
+
+const MeasureSpec& measure_spec(const std::string& name) {
+  for (const auto& m : result_measures()) {
+    if (m.name == name) return m;
+  }
+  throw Error("unknown measure " + name);
+}
+
+int64_t RunInfo::unit_size(MeasureShape shape) const {
+  int64_t n = 1;
+  for (auto s : unit_shape(shape)) n *= s;
+  return n;
+}
+
+std::vector<int64_t> RunInfo::unit_shape(MeasureShape shape) const {
+  switch (shape) {
+    case MeasureShape::kCell: return {num_methods(), num_dampings()};
+    case MeasureShape::kDamping: return {num_dampings()};
+    case MeasureShape::kBatch: return {};
+    case MeasureShape::kSample: return {num_samples()};
+    case MeasureShape::kCgHistory: return {num_dampings(), cg_history_length};
+  }
+  return {};
+}
+
+std::string RunInfo::fingerprint() const {
+  std::string text = "fisheval-results-v1\n";
+  for (size_t i = 0; i < checkpoint_paths.size(); ++i) text += fmt::format("ckpt {} {}\n", checkpoint_paths[i], checkpoint_steps[i]);
+  for (const auto& b : batches) text += fmt::format("batch {}\n", fmt::join(b, ","));
+  text += fmt::format("methods {}\n", fmt::join(methods, ","));
+  for (double d : dampings) text += "damping " + format_double(d) + "\n";
+  text += fmt::format("cg_history {}\n", cg_history_length);
+  text += settings_text(settings);
+  return fmt::format("{:016x}", fnv1a(text));
+}
+
+ResultFile empty_result(const RunInfo& info) {
+  ResultFile r;
+  r.info = info;
+  r.checkpoint_status.assign(info.num_checkpoints(), "");
+  r.done.assign(info.num_checkpoints() * info.num_batches(), 0);
+  for (const auto& m : result_measures()) {
+    if (m.shape == MeasureShape::kCgHistory && info.cg_history_length == 0) continue;
+    h5::Array a;
+    a.shape = {info.num_checkpoints(), info.num_batches()};
+    for (auto s : info.unit_shape(m.shape)) a.shape.push_back(s);
+    a.data.assign(a.size(), m.integer ? -1.0 : kNaN);
+    r.measures[m.name] = std::move(a);
+  }
+  return r;
+}
+
+UnitResult ResultFile::unit(int64_t c, int64_t b) const {
+  UnitResult u;
+  u.checkpoint = c;
+  u.batch = b;
+  for (const auto& [name, a] : measures) {
+    const int64_t n = info.unit_size(measure_spec(name).shape);
+    const int64_t start = (c * info.num_batches() + b) * n;
+    u.values[name].assign(a.data.begin() + start, a.data.begin() + start + n);
+  }
+  return u;
+}
+
+void ResultFile::put(const UnitResult& unit) {
+  for (auto& [name, a] : measures) {
+    const int64_t n = info.unit_size(measure_spec(name).shape);
+    const auto it = unit.values.find(name);
+    if (it == unit.values.end()) continue;
+    if (static_cast<int64_t>(it->second.size()) != n) {
+      throw Error(fmt::format("internal: measure {} has {} values, expected {}", name, it->second.size(), n));
+    }
+    std::copy(it->second.begin(), it->second.end(), a.data.begin() + (unit.checkpoint * info.num_batches() + unit.batch) * n);
+  }
+  done[unit.checkpoint * info.num_batches() + unit.batch] = 1;
+}
+
+void write_result_file(const std::string& path, const ResultFile& r) {
+  write_atomically(path, [&](const std::string& tmp) {
+    auto file = h5::create(tmp);
+    const auto& info = r.info;
+    h5::write_checkpoint_axis(file, info.checkpoint_paths, info.checkpoint_steps);
+    h5::Array batch{{info.num_batches()}, {}};
+    for (int64_t b = 0; b < info.num_batches(); ++b) batch.data.push_back(static_cast<double>(b));
+    h5::write_array(file, "batch", batch, true, "batch axis (batch number)");
+    h5::Array samples{{info.num_batches(), info.num_samples()}, {}};
+    for (const auto& b : info.batches) {
+      for (auto i : b) samples.data.push_back(static_cast<double>(i));
+    }
+    h5::write_array(file, "batch_samples", samples, true, "sample indices (rows of the data) of each batch");
+    h5::write_strings(file, "method", info.methods, "method axis");
+    h5::write_array(file, "damping", h5::Array{{info.num_dampings()}, info.dampings}, false,
+                    "damping axis λ as requested (absolute, or relative factors; see damping_effective)");
+    for (const auto& m : result_measures()) {
+      const auto it = r.measures.find(m.name);
+      if (it != r.measures.end()) h5::write_array(file, m.name, it->second, m.integer, m.description);
+    }
+    h5::Array done{{info.num_checkpoints(), info.num_batches()}, {}};
+    for (auto v : r.done) done.data.push_back(v);
+    h5::write_array(file, "done", done, true, "1 where the (checkpoint, batch) unit was computed");
+    h5::write_strings(file, "checkpoint_status", r.checkpoint_status,
+                      "\"ok\", \"failed: <reason>\", or \"\" when the checkpoint was not run in this file");
+    h5::write_attr(file, "settings", settings_text(info.settings));
+    for (const auto& [k, v] : info.settings) h5::write_attr(file, k, v);
+    h5::write_attr(file, "fingerprint", info.fingerprint());
+    h5::write_attr(file, "cg_history_length", info.cg_history_length);
+    for (const auto& [k, v] : r.metadata) {
+      if (!info.settings.count(k) && k != "settings" && k != "fingerprint") h5::write_attr(file, k, v);
+    }
+    file.close();
+  });
+}
+
+ResultFile read_result_file(const std::string& path) {
+  auto file = h5::open_read(path);
+  try {
+    ResultFile r;
+    auto& info = r.info;
+    h5::read_checkpoint_axis(file, info.checkpoint_paths, info.checkpoint_steps);
+    info.methods = h5::read_strings(file, "method");
+    info.dampings = h5::read_array(file, "damping").data;
+    const auto samples = h5::read_array(file, "batch_samples");
+    for (int64_t b = 0; b < samples.shape.at(0); ++b) {
+      std::vector<int64_t> idx;
+      for (int64_t n = 0; n < samples.shape.at(1); ++n) idx.push_back(static_cast<int64_t>(samples.data[b * samples.shape[1] + n]));
+      info.batches.push_back(idx);
+    }
+    info.settings = parse_settings(h5::read_string_attr(file, "settings"));
+    if (file.attrExists("cg_history_length")) {
+      auto attr = file.openAttribute("cg_history_length");
+      attr.read(H5::PredType::NATIVE_INT64, &info.cg_history_length);
+    }
+    const auto fingerprint = h5::read_string_attr(file, "fingerprint");
+    if (fingerprint != info.fingerprint()) {
+      throw InputError(fmt::format("'{}' is inconsistent: its configuration does not match its fingerprint", path));
+    }
+    r.checkpoint_status = h5::read_strings(file, "checkpoint_status");
+    for (const auto& m : result_measures()) {
+      if (m.shape == MeasureShape::kCgHistory && info.cg_history_length == 0) continue;
+      auto a = h5::read_array(file, m.name);
+      std::vector<int64_t> expect{info.num_checkpoints(), info.num_batches()};
+      for (auto s : info.unit_shape(m.shape)) expect.push_back(s);
+      if (a.shape != expect) throw InputError(fmt::format("'{}': dataset {} has the wrong shape", path, m.name));
+      r.measures[m.name] = std::move(a);
+    }
+    const auto done = h5::read_array(file, "done");
+    for (double v : done.data) r.done.push_back(v != 0 ? 1 : 0);
+    if (static_cast<int64_t>(r.done.size()) != info.num_checkpoints() * info.num_batches()) {
+      throw InputError(fmt::format("'{}': dataset done has the wrong shape", path));
+    }
+    const int n_attrs = file.getNumAttrs();
+    for (int i = 0; i < n_attrs; ++i) {
+      auto attr = file.openAttribute(static_cast<unsigned>(i));
+      const auto name = attr.getName();
+      if (attr.getDataType().getClass() == H5T_STRING && !info.settings.count(name) && name != "settings" &&
+          name != "fingerprint") {
+        r.metadata[name] = h5::read_string_attr(file, name);
+      }
+    }
+    return r;
+  } catch (const H5::Exception& e) {
+    throw InputError(fmt::format("cannot read result file '{}': {}", path, e.getDetailMsg()));
+  }
+}
+
+ResultFile merge_results(const std::vector<ResultFile>& shards, const std::vector<std::string>& names) {
+  if (shards.empty()) throw InputError("merge: no result files given");
+  const auto fingerprint = shards[0].info.fingerprint();
+  for (size_t i = 1; i < shards.size(); ++i) {
+    if (shards[i].info.fingerprint() != fingerprint) {
+      throw InputError(fmt::format("merge: '{}' and '{}' come from different configurations (fingerprints {} and {}); "
+                                   "only shards of one run can be merged",
+                                   names[0], names[i], fingerprint, shards[i].info.fingerprint()));
+    }
+  }
+  ResultFile merged = empty_result(shards[0].info);
+  merged.metadata = shards[0].metadata;
+  merged.metadata.erase("shard");
+  const auto& info = merged.info;
+  for (size_t i = 0; i < shards.size(); ++i) {
+    for (int64_t c = 0; c < info.num_checkpoints(); ++c) {
+      const auto& status = shards[i].checkpoint_status[c];
+      if (!status.empty() && (merged.checkpoint_status[c].empty() || status != "ok")) merged.checkpoint_status[c] = status;
+      for (int64_t b = 0; b < info.num_batches(); ++b) {
+        if (shards[i].is_done(c, b) && !merged.is_done(c, b)) merged.put(shards[i].unit(c, b));
+      }
+    }
+  }
+  for (int64_t c = 0; c < info.num_checkpoints(); ++c) {
+    bool all = true;
+    for (int64_t b = 0; b < info.num_batches(); ++b) all = all && merged.is_done(c, b);
+    if (all) merged.checkpoint_status[c] = "ok";
+  }
+  return merged;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+ResultStore::ResultStore(std::string out, RunInfo info, std::map<std::string, std::string> metadata, bool overwrite)
+    : out_(std::move(out)), parts_(out_ + ".parts"), result_(empty_result(info)) {
+  result_.metadata = std::move(metadata);
+  const auto fingerprint = info.fingerprint();
+  const auto parts_fp = fs::path(parts_) / "FINGERPRINT";
+  if (fs::exists(out_)) {
+    bool same = false;
+    ResultFile existing;
+    try {
+      existing = read_result_file(out_);
+      same = existing.info.fingerprint() == fingerprint;
+    } catch (const Error&) {
+      same = false;
+    }
+    if (same && !overwrite) {
+      for (int64_t c = 0; c < info.num_checkpoints(); ++c) {
+        for (int64_t b = 0; b < info.num_batches(); ++b) {
+          if (existing.is_done(c, b)) {
+            result_.put(existing.unit(c, b));
+            ++imported_;
+          }
+        }
+      }
+    } else if (!overwrite) {
+      throw InputError(fmt::format("'{}' exists and holds results of a different configuration (or is not a fisheval "
+                                   "result file); choose another --out or pass --overwrite",
+                                   out_));
+    }
+  }
+  if (fs::exists(parts_)) {
+    std::string old;
+    std::ifstream(parts_fp.string()) >> old;
+    if (old != fingerprint) {
+      if (!overwrite) {
+        throw InputError(fmt::format("'{}' holds partial results of a different configuration; remove it or pass "
+                                     "--overwrite",
+                                     parts_));
+      }
+      fs::remove_all(parts_);
+    }
+  }
+  fs::create_directories(parts_);
+  {
+    std::ofstream fp(parts_fp.string());
+    fp << fingerprint << "\n";
+    if (!fp.flush()) throw Error(fmt::format("cannot write to '{}' (disk full?)", parts_));
+  }
+  for (const auto& entry : fs::directory_iterator(parts_)) {
+    const auto name = entry.path().filename().string();
+    long long c = -1, b = -1;
+    char tail[8] = {0};
+    if (std::sscanf(name.c_str(), "unit-%lld-%lld.%3s", &c, &b, tail) != 3 || std::string(tail) != "h5") continue;
+    if (c < 0 || b < 0 || c >= info.num_checkpoints() || b >= info.num_batches() || done(c, b)) continue;
+    try {
+      auto file = h5::open_read(entry.path().string());
+      if (h5::read_string_attr(file, "fingerprint") != fingerprint) continue;
+      UnitResult u;
+      u.checkpoint = c;
+      u.batch = b;
+      for (const auto& [mname, a] : result_.measures) u.values[mname] = h5::read_array(file, mname).data;
+      result_.put(u);
+      ++imported_;
+    } catch (const std::exception&) {
+      // An unreadable part (e.g. from a full disk) is recomputed.
+    }
+  }
+  for (int64_t c = 0; c < info.num_checkpoints(); ++c) {
+    bool all = true;
+    for (int64_t b = 0; b < info.num_batches(); ++b) all = all && done(c, b);
+    if (all) result_.checkpoint_status[c] = "ok";
+  }
+}
+
+void ResultStore::put(const UnitResult& unit) {
+  result_.put(unit);
+  const auto path = (fs::path(parts_) / fmt::format("unit-{}-{}.h5", unit.checkpoint, unit.batch)).string();
+  write_atomically(path, [&](const std::string& tmp) {
+    auto file = h5::create(tmp);
+    h5::write_attr(file, "fingerprint", result_.info.fingerprint());
+    for (const auto& [name, a] : result_.measures) {
+      const auto spec = measure_spec(name);
+      h5::Array part{result_.info.unit_shape(spec.shape), unit.values.at(name)};
+      h5::write_array(file, name, part, false);
+    }
+    file.close();
+  });
+}
+
+void ResultStore::set_checkpoint_status(int64_t c, const std::string& status) { result_.checkpoint_status[c] = status; }
+
+void ResultStore::finish() {
+  write_result_file(out_, result_);
+  std::error_code ec;
+  fs::remove_all(parts_, ec);
+}
+
+}  // namespace fisheval
