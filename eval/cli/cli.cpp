@@ -1,0 +1,81 @@
+#include "eval/cli/cli.h"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "checkpoints/error.h"
+
+namespace fisheval::cli {
+namespace {
+std::string g_command_line;
+
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_of(" \t\n'\"\\$`*?[]{}()<>|&;") == std::string::npos) return s;
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string value_text(const boost::any& v) {
+  if (v.type() == typeid(std::string)) return boost::any_cast<std::string>(v);
+  if (v.type() == typeid(int64_t)) return std::to_string(boost::any_cast<int64_t>(v));
+  if (v.type() == typeid(int)) return std::to_string(boost::any_cast<int>(v));
+  if (v.type() == typeid(double)) return fmt::format("{:g}", boost::any_cast<double>(v));
+  if (v.type() == typeid(bool)) return boost::any_cast<bool>(v) ? "true" : "false";
+  if (v.type() == typeid(std::vector<std::string>)) {
+    return fmt::format("{}", fmt::join(boost::any_cast<std::vector<std::string>>(v), " "));
+  }
+  return "?";
+}
+}  // namespace
+
+void set_command_line(int argc, char** argv) {
+  std::vector<std::string> parts;
+  for (int i = 0; i < argc; ++i) parts.push_back(shell_quote(argv[i]));
+  g_command_line = fmt::format("{}", fmt::join(parts, " "));
+}
+
+std::string command_line() { return g_command_line; }
+
+bool parse(const std::string& command, const std::string& usage, po::options_description& options,
+           const po::positional_options_description& positional, const std::vector<std::string>& args,
+           po::variables_map& vm) {
+  po::options_description general("General");
+  general.add_options()("help,h", "print this help and exit")(
+      "config", po::value<std::string>(),
+      "read options from an INI file (option = value, names as the flags without --); flags on the command "
+      "line win");
+  po::options_description all;
+  all.add(options).add(general);
+  try {
+    po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
+    if (vm.count("help")) {
+      std::cout << "usage: fisheval " << command << " " << usage << "\n\n" << all << "\n";
+      return false;
+    }
+    if (vm.count("config")) {
+      const auto path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in) throw InputError(fmt::format("cannot open config file '{}'", path));
+      po::store(po::parse_config_file(in, options, /*allow_unregistered=*/false), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw InputError(fmt::format("{} (see 'fisheval {} --help')", e.what(), command));
+  }
+  return true;
+}
+
+std::string effective_config(const po::variables_map& vm) {
+  std::ostringstream out;
+  for (const auto& [name, value] : vm) {
+    if (name == "help" || name == "config" || value.empty()) continue;
+    out << name << " = " << value_text(value.value()) << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace fisheval::cli

@@ -1,0 +1,71 @@
+// fisheval: evaluate approximate natural-gradient updates against the exact natural
+// gradient on real checkpoints. `fisheval COMMAND --help` documents each command.
+#include <c10/util/Exception.h>
+#include <fmt/format.h>
+
+#include <iostream>
+
+#include "checkpoints/error.h"
+#include "eval/cli/cli.h"
+
+namespace fisheval::cli {
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> list = {
+      {"eval", "score update methods on checkpoints × batches × dampings; write HDF5 results", run_eval},
+      {"show", "print a summary table of a result file", run_show},
+      {"merge", "join the shard files of one sharded run into one result file", run_merge},
+      {"methods", "list the update methods", run_methods},
+  };
+  return list;
+}
+
+}  // namespace fisheval::cli
+
+namespace {
+
+void usage() {
+  std::cout << "fisheval " << FISHEVAL_VERSION
+            << " — how close are approximate natural-gradient updates to the exact one?\n\n"
+               "usage: fisheval COMMAND [OPTIONS]   (fisheval COMMAND --help for its options)\n\ncommands:\n";
+  for (const auto& c : fisheval::cli::commands()) std::cout << fmt::format("  {:<9} {}\n", c.name, c.summary);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace fisheval;
+  cli::set_command_line(argc, argv);
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help") {
+    usage();
+    return argc < 2 ? cli::kExitBadInput : cli::kExitOk;
+  }
+  if (std::string(argv[1]) == "--version") {
+    std::cout << "fisheval " << FISHEVAL_VERSION << "\n";
+    return cli::kExitOk;
+  }
+  const std::string name = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  for (const auto& c : cli::commands()) {
+    if (c.name != name) continue;
+    try {
+      return c.run(args);
+    } catch (const InputError& e) {
+      std::cerr << "fisheval " << name << ": error: " << e.what() << "\n";
+      return cli::kExitBadInput;
+    } catch (const Error& e) {
+      std::cerr << "fisheval " << name << ": error: " << e.what() << "\n";
+      return cli::kExitFailure;
+    } catch (const c10::Error& e) {
+      const std::string what = e.what();
+      std::cerr << "fisheval " << name << ": error (LibTorch): " << what.substr(0, what.find('\n')) << "\n";
+      return cli::kExitFailure;
+    } catch (const std::exception& e) {
+      std::cerr << "fisheval " << name << ": error: " << e.what() << "\n";
+      return cli::kExitFailure;
+    }
+  }
+  std::cerr << "fisheval: unknown command '" << name << "'\n\n";
+  usage();
+  return cli::kExitBadInput;
+}
