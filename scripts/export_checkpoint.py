@@ -1,0 +1,235 @@
+#!/usr/bin/python3
+"""Export a PyTorch model and data for fisheval (run with Debian's /usr/bin/python3).
+
+A checkpoint is a TorchScript archive (torch.jit.save) whose forward(inputs) returns
+logits [N, C] or [N, T, C]. This script
+
+* wraps every nn.Linear and nn.Conv2d (LoRA factors that are nn.Linear included) in a
+  "tap" module with the same parameters under the same names, whose forward records its
+  input and output so that fisheval can read them from C++ (the convention documented in
+  checkpoints/torchscript_model.cpp): per-sample gradients then come from one backward
+  pass, and the Kronecker/Shampoo methods can run;
+* records the activation that follows each wrapped layer (for Fishy's local sampling)
+  when the model is an nn.Sequential-style chain, or as given by `activations`;
+* marks trainable parameters (requires_grad) by glob, records the loss, and scripts the
+  model (torch.jit.script; a model that cannot be scripted is traced instead, without
+  taps: every method but the Kronecker/Shampoo family still works).
+
+Data go to an HDF5 file with datasets `inputs` [M, ...] and `targets` [M] or [M, T]
+(int64, -100 = ignored token) or float targets for squared error.
+
+Python use:
+    sys.path.insert(0, "scripts"); import export_checkpoint as ex
+    ex.export_checkpoint(model, "ckpt_step100.pt", loss="cross-entropy", trainable="*lora*,head.*")
+    ex.export_data("batches.h5", inputs, targets)
+
+Command line:
+    /usr/bin/python3 scripts/export_checkpoint.py --factory my_models.py:make_model \
+        [--kwargs '{"width": 64}'] [--state-dict trained.pt] [--trainable GLOB] \
+        [--loss cross-entropy|squared-error] --out ckpt.pt \
+        [--data data.pt --data-out batches.h5]
+    (data.pt: a dict with tensors "inputs" and "targets", as saved by torch.save)
+"""
+import argparse
+import fnmatch
+import importlib.util
+import json
+import sys
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.Softmax: "softmax",
+               nn.Identity: "identity"}
+
+
+class TappedLinear(nn.Module):
+    """nn.Linear whose forward records its input and output for fisheval."""
+
+    fisheval_kind: str
+    fisheval_activation: str
+    fisheval_calls: int
+    fisheval_input: torch.Tensor
+    fisheval_output: torch.Tensor
+
+    def __init__(self, linear: nn.Linear, activation: str = "identity"):
+        super().__init__()
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        self.weight = linear.weight
+        if linear.bias is not None:
+            self.bias = linear.bias
+        else:
+            self.register_parameter("bias", None)
+        self.fisheval_kind = "linear"
+        self.fisheval_activation = activation
+        self.fisheval_calls = 0
+        self.fisheval_input = torch.zeros(0)
+        self.fisheval_output = torch.zeros(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.linear(x, self.weight, self.bias)
+        self.fisheval_input = x
+        self.fisheval_output = y
+        self.fisheval_calls += 1
+        return y
+
+
+class TappedConv2d(nn.Module):
+    """nn.Conv2d (zero padding mode) whose forward records its input and output."""
+
+    fisheval_kind: str
+    fisheval_activation: str
+    fisheval_calls: int
+    fisheval_input: torch.Tensor
+    fisheval_output: torch.Tensor
+    fisheval_stride: List[int]
+    fisheval_padding: List[int]
+    fisheval_dilation: List[int]
+    fisheval_groups: int
+
+    def __init__(self, conv: nn.Conv2d, activation: str = "identity"):
+        super().__init__()
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError("only zero-padded Conv2d with numeric padding can be tapped")
+        self.weight = conv.weight
+        if conv.bias is not None:
+            self.bias = conv.bias
+        else:
+            self.register_parameter("bias", None)
+        self.fisheval_kind = "conv2d"
+        self.fisheval_activation = activation
+        self.fisheval_calls = 0
+        self.fisheval_input = torch.zeros(0)
+        self.fisheval_output = torch.zeros(0)
+        self.fisheval_stride = list(conv.stride)
+        self.fisheval_padding = list(conv.padding)
+        self.fisheval_dilation = list(conv.dilation)
+        self.fisheval_groups = conv.groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv2d(x, self.weight, self.bias, self.fisheval_stride, self.fisheval_padding,
+                     self.fisheval_dilation, self.fisheval_groups)
+        self.fisheval_input = x
+        self.fisheval_output = y
+        self.fisheval_calls += 1
+        return y
+
+
+def _following_activation(parent: nn.Module, child_name: str) -> str:
+    """The activation module right after `child_name` in an nn.Sequential parent."""
+    if not isinstance(parent, nn.Sequential):
+        return "identity"
+    names = [n for n, _ in parent.named_children()]
+    i = names.index(child_name)
+    if i + 1 < len(names):
+        nxt = getattr(parent, names[i + 1])
+        for cls, name in ACTIVATIONS.items():
+            if isinstance(nxt, cls):
+                return name
+    return "identity"
+
+
+def add_taps(model: nn.Module, activations: Optional[Dict[str, str]] = None) -> nn.Module:
+    """Replaces nn.Linear / nn.Conv2d submodules in place by tap modules (same parameters)."""
+    activations = activations or {}
+
+    def visit(module: nn.Module, prefix: str):
+        for name, child in list(module.named_children()):
+            qualified = f"{prefix}{name}"
+            act = activations.get(qualified) or _following_activation(module, name)
+            if type(child) is nn.Linear:
+                setattr(module, name, TappedLinear(child, act))
+            elif type(child) is nn.Conv2d and child.padding_mode == "zeros" and not isinstance(child.padding, str):
+                setattr(module, name, TappedConv2d(child, act))
+            else:
+                visit(child, qualified + ".")
+
+    visit(model, "")
+    return model
+
+
+def set_trainable(model: nn.Module, trainable: Optional[str]) -> None:
+    """requires_grad = matches one of the comma-separated globs (None keeps the model's flags)."""
+    if trainable is None:
+        return
+    globs = [g for g in trainable.split(",") if g]
+    for name, p in model.named_parameters():
+        p.requires_grad_(any(fnmatch.fnmatchcase(name, g) for g in globs))
+
+
+def export_checkpoint(model: nn.Module, path: str, loss: str = "cross-entropy", trainable: Optional[str] = None,
+                      activations: Optional[Dict[str, str]] = None, taps: bool = True,
+                      example_inputs: Optional[torch.Tensor] = None) -> torch.jit.ScriptModule:
+    """Writes `model` as a fisheval TorchScript checkpoint and returns the scripted module."""
+    if loss not in ("cross-entropy", "squared-error"):
+        raise ValueError("loss must be cross-entropy or squared-error")
+    model = model.eval()
+    set_trainable(model, trainable)
+    if taps:
+        add_taps(model, activations)
+    model.fisheval_loss = loss  # becomes a TorchScript attribute (str) when scripted
+    try:
+        scripted = torch.jit.script(model)
+    except Exception as exc:  # not scriptable: trace the model without taps
+        if example_inputs is None:
+            raise RuntimeError(f"torch.jit.script failed ({exc}); pass example_inputs to trace instead") from exc
+        print(f"export_checkpoint: scripting failed ({exc.__class__.__name__}); tracing without taps",
+              file=sys.stderr)
+        scripted = torch.jit.trace(model, example_inputs, check_trace=False)
+    torch.jit.save(scripted, path)
+    return scripted
+
+
+def export_data(path: str, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+    """Writes an HDF5 batch file with datasets inputs and targets."""
+    import h5py
+    import numpy as np
+
+    if inputs.shape[0] != targets.shape[0]:
+        raise ValueError("inputs and targets must have the same number of samples")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("inputs", data=inputs.detach().cpu().numpy())
+        t = targets.detach().cpu()
+        f.create_dataset("targets", data=t.numpy().astype(np.int64) if not t.is_floating_point() else t.numpy())
+
+
+def _load_factory(spec: str):
+    path, _, func = spec.partition(":")
+    loaded = importlib.util.spec_from_file_location("fisheval_user_module", path)
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    return getattr(module, func)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--factory", required=True, help="FILE.py:FUNCTION returning the nn.Module")
+    ap.add_argument("--kwargs", default="{}", help="JSON keyword arguments for the factory")
+    ap.add_argument("--state-dict", help="torch.save'd state dict to load into the model")
+    ap.add_argument("--trainable", help="comma-separated globs of trainable parameters (default: keep flags)")
+    ap.add_argument("--loss", default="cross-entropy", choices=["cross-entropy", "squared-error"])
+    ap.add_argument("--out", required=True, help="checkpoint file to write (TorchScript)")
+    ap.add_argument("--no-taps", action="store_true", help="do not wrap layers")
+    ap.add_argument("--data", help="torch.save'd dict with 'inputs' and 'targets'")
+    ap.add_argument("--data-out", help="HDF5 batch file to write from --data")
+    args = ap.parse_args(argv)
+    model = _load_factory(args.factory)(**json.loads(args.kwargs))
+    if args.state_dict:
+        model.load_state_dict(torch.load(args.state_dict, map_location="cpu"))
+    example = None
+    if args.data:
+        data = torch.load(args.data, map_location="cpu")
+        example = data["inputs"][:2]
+    export_checkpoint(model, args.out, loss=args.loss, trainable=args.trainable, taps=not args.no_taps,
+                      example_inputs=example)
+    if args.data and args.data_out:
+        export_data(args.data_out, data["inputs"], data["targets"])
+    print(f"wrote {args.out}" + (f" and {args.data_out}" if args.data_out else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
