@@ -8,7 +8,7 @@ BatchState::BatchState(mvp::Linearisation& lin, const mvp::Loss& loss, at::Tenso
     : lin_(lin), loss_(loss), targets_(std::move(targets)), options_(options), fisher_(lin, loss, targets_) {}
 
 const at::Tensor& BatchState::per_sample_loss() {
-  if (!per_sample_loss_.defined()) per_sample_loss_ = loss_.per_sample(lin_.logits(), targets_).to(torch::kDouble);
+  if (!per_sample_loss_.defined()) per_sample_loss_ = loss_.per_sample(lin_.logits(), targets_).to(torch::kCPU, torch::kDouble);
   return per_sample_loss_;
 }
 
@@ -21,7 +21,7 @@ const at::Tensor& BatchState::logit_grad() {
 
 const at::Tensor& BatchState::logit_grad_norm_sq() {
   if (!s_.defined()) {
-    const auto r = logit_grad().to(torch::kDouble);
+    const auto r = logit_grad().to(torch::kCPU, torch::kDouble);
     s_ = r.reshape({r.size(0), -1}).square().sum(1);
   }
   return s_;
@@ -33,7 +33,7 @@ const at::Tensor& BatchState::grad() {
 }
 
 const at::Tensor& BatchState::gram() {
-  if (!gram_.defined()) gram_ = lin_.gram(logit_grad(), logit_grad()).to(torch::kDouble);
+  if (!gram_.defined()) gram_ = lin_.gram(logit_grad(), logit_grad()).to(torch::kCPU, torch::kDouble);
   return gram_;
 }
 
@@ -57,7 +57,7 @@ const at::Tensor& BatchState::sampled_logit_grad() {
 const at::Tensor& BatchState::sampled_gram() {
   if (!sampled_gram_.defined()) {
     const auto& u = sampled_logit_grad();
-    sampled_gram_ = lin_.gram(u, u).to(torch::kDouble);
+    sampled_gram_ = lin_.gram(u, u).to(torch::kCPU, torch::kDouble);
   }
   return sampled_gram_;
 }
@@ -70,8 +70,8 @@ const at::Tensor& BatchState::sampled_kept() {
 const at::Tensor& BatchState::sampled_times_grad() {
   if (!sampled_g_.defined()) {
     // (Ĵ g)_{kn} = r̂_knᵀ (J_{z_n} g): one JVP.
-    const auto jg = lin_.jvp(grad()).to(torch::kDouble);
-    const auto u = sampled_logit_grad().to(torch::kDouble);
+    const auto jg = lin_.jvp(grad()).to(torch::kCPU, torch::kDouble);
+    const auto u = sampled_logit_grad().to(torch::kCPU, torch::kDouble);
     const int64_t K = u.size(0), N = u.size(1);
     sampled_g_ = (u * jg.unsqueeze(0)).reshape({K, N, -1}).sum(2).reshape({K * N});
   }

@@ -3,6 +3,8 @@
 // r_n = ∇_{z_n} l_n and s_n = ‖r_n‖², the Gram matrix C = J Jᵀ of the per-sample
 // gradients, the sampled-label gradients Ĵ and their Gram matrix, the Fisher products,
 // and a typed memo for method-specific work (Kronecker factors, eigen-decompositions).
+// Small float64 objects (N-sized vectors, N×N Gram matrices) live on the CPU, where the
+// sample-space solves run; parameter-sized vectors stay on the model's device.
 #pragma once
 #include <ATen/core/Tensor.h>
 
