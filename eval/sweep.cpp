@@ -136,7 +136,8 @@ class UnitRunner {
     const double scale = solvers::damping_scale(o_.damping_mode, o_.damping_reference, state);
     for (int64_t j = 0; j < D; ++j) v["damping_effective"][j] = o_.dampings[j] * scale;
 
-    const double gamma_sgd = indicator(g, g, state.fisher().quad(g)).gamma;
+    const auto ones = torch::ones({state.num_samples()}, torch::kDouble);
+    const double gamma_sgd = indicator(g, g, state.fisher_quad({g}, {ones})[0].item<double>()).gamma;
     v["gamma_sgd"] = {gamma_sgd};
     double gamma_ng = kNaN;
     const auto ref = reference_method(o_);
@@ -146,7 +147,7 @@ class UnitRunner {
       const bool converged = dir.status != solvers::SolveStatus::kNotConverged;
       v["ng_converged"] = {converged ? 1.0 : 0.0};
       if (converged) {
-        gamma_ng = indicator(dir.d, g, state.fisher().quad(dir.d)).gamma;
+        gamma_ng = indicator(dir.d, g, state.fisher_quad({dir.d})[0].item<double>()).gamma;
       } else {
         warn(fmt::format("checkpoint {} batch {}: the natural-gradient reference ({}) did not converge "
                          "(relative residual {:.3g}); gamma_rel_ng is NaN",
@@ -158,17 +159,28 @@ class UnitRunner {
 
     for (int64_t m = 0; m < M; ++m) {
       auto& method = *methods_[m];
+      // Every damping's direction first, then their dᵀFd in one batched product.
+      const int64_t count = method.damped() ? D : 1;
+      std::vector<solvers::Direction> dirs;
+      std::vector<double> seconds;
+      for (int64_t j = 0; j < count; ++j) {
+        const auto t0 = std::chrono::steady_clock::now();
+        dirs.push_back(method.direction(state, v["damping_effective"][j]));
+        seconds.push_back(seconds_since(t0));
+      }
+      std::vector<at::Tensor> ds, xs, ys;
+      for (const auto& dir : dirs) {
+        ds.push_back(dir.d);
+        xs.push_back(dir.true_weights);
+        ys.push_back(dir.sampled_weights);
+      }
+      const auto t_quad = std::chrono::steady_clock::now();
+      const auto quads = state.fisher_quad(ds, xs, ys);
+      const double quad_seconds = seconds_since(t_quad) / static_cast<double>(count);
       for (int64_t j = 0; j < D; ++j) {
         const int64_t cell = m * D + j;
-        if (!method.damped() && j > 0) {  // one direction for every damping
-          for (const auto& spec : result_measures()) {
-            if (spec.shape == MeasureShape::kCell) v[spec.name][cell] = v[spec.name][m * D];
-          }
-          continue;
-        }
-        const auto t0 = std::chrono::steady_clock::now();
-        const auto dir = method.direction(state, v["damping_effective"][j]);
-        const auto iv = indicator(dir.d, g, state.fisher().quad(dir.d));
+        const auto& dir = dirs[std::min(j, count - 1)];
+        const auto iv = indicator(dir.d, g, quads[std::min(j, count - 1)].item<double>());
         v["gamma"][cell] = iv.gamma;
         v["gamma_rel_sgd"][cell] = iv.gamma / gamma_sgd;
         v["gamma_rel_ng"][cell] = iv.gamma / gamma_ng;
@@ -179,13 +191,13 @@ class UnitRunner {
         v["solve_status"][cell] = static_cast<double>(dir.status);
         v["cg_iterations"][cell] = static_cast<double>(dir.iterations);
         v["cg_residual"][cell] = dir.residual;
-        v["seconds"][cell] = seconds_since(t0);
+        v["seconds"][cell] = seconds[std::min(j, count - 1)] + quad_seconds;
         if (method.name() == "ng-cg" && info_.cg_history_length > 0) {
           for (size_t i = 0; i < dir.residual_history.size() && i < size_t(info_.cg_history_length); ++i) {
             v["cg_residual_history"][j * info_.cg_history_length + i] = dir.residual_history[i];
           }
         }
-        if (!std::isfinite(iv.gamma)) {
+        if (!std::isfinite(iv.gamma) && j < count) {
           warn(fmt::format("checkpoint {} batch {} method {} damping {:g}: γ is not finite (dᵀg = {:g}, dᵀFd = {:g})",
                            c, b, method.name(), o_.dampings[j], iv.d_dot_g, iv.d_fisher_d));
         }

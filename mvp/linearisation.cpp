@@ -34,7 +34,8 @@ JvpEngine parse_jvp_engine(const std::string& name) {
   if (name == "auto") return JvpEngine::kAuto;
   if (name == "forward") return JvpEngine::kForward;
   if (name == "double-backward") return JvpEngine::kDoubleBackward;
-  throw InputError(fmt::format("unknown JVP engine '{}' (auto, forward, double-backward)", name));
+  if (name == "taps") return JvpEngine::kTaps;
+  throw InputError(fmt::format("unknown JVP engine '{}' (auto, forward, double-backward, taps)", name));
 }
 
 Linearisation::Linearisation(Model& model, std::vector<std::string> params, const at::Tensor& inputs,
@@ -76,6 +77,10 @@ Linearisation::Linearisation(Model& model, std::vector<std::string> params, cons
   }
   jvp_engine_ = options.jvp == JvpEngine::kAuto ? JvpEngine::kForward : options.jvp;
   jvp_auto_ = options.jvp == JvpEngine::kAuto;
+  max_output_units_ = options.max_output_units;
+  if (jvp_engine_ == JvpEngine::kTaps && !covered) {
+    throw InputError("JVP engine 'taps' needs every selected parameter to belong to a tapped Linear/Conv2d layer");
+  }
 }
 
 Linearisation::~Linearisation() = default;
@@ -99,6 +104,7 @@ at::Tensor Linearisation::vjp(const at::Tensor& u) {
 }
 
 at::Tensor Linearisation::jvp(const at::Tensor& v) {
+  if (jvp_engine_ == JvpEngine::kTaps) return jvp_many_taps(v.to(logits_.options()).unsqueeze(0))[0];
   if (jvp_engine_ == JvpEngine::kForward) {
     try {
       return jvp_forward(v);
@@ -204,26 +210,154 @@ at::Tensor Linearisation::per_sample(const at::Tensor& u) {
   return engine_ == PerSampleEngine::kTaps ? per_sample_taps(seeds) : per_sample_loop(seeds);
 }
 
-at::Tensor Linearisation::per_sample_taps(const at::Tensor& seeds) {
-  const int64_t S = seeds.size(0), N = num_samples();
-  auto rows = torch::zeros({S * N, layout_.size()}, logits_.options());
-  const auto& specs = model_.layers();
-  for (int64_t s = 0; s < S; ++s) {
+at::Tensor Linearisation::per_sample_taps(const at::Tensor& seeds) { return per_sample(tap_grads(seeds)); }
+
+void Linearisation::require_taps(const char* what) const {
+  if (engine_ != PerSampleEngine::kTaps) throw Error(fmt::format("internal: {} needs the taps engine", what));
+}
+
+TapGrads Linearisation::tap_grads(const at::Tensor& u) {
+  require_taps("tap_grads");
+  const auto seeds = seeds_with_axis(u.to(logits_.options()));
+  TapGrads out;
+  out.sets = seeds.size(0);
+  out.per_layer.resize(taps_.size());
+  std::vector<std::vector<at::Tensor>> per_layer(taps_.size());
+  for (int64_t s = 0; s < out.sets; ++s) {
     const auto grads = output_grads(seeds[s], /*all_tapped=*/false);
-    auto block = rows.narrow(0, s * N, N);
-    for (size_t l = 0; l < specs.size(); ++l) {
-      const auto [w, b] = coverage_[l];
-      if (w < 0 && b < 0) continue;
-      const auto bt = tokens_of_output(specs[l], grads[l]);
+    for (size_t l = 0; l < taps_.size(); ++l) {
+      if (grads[l].defined()) per_layer[l].push_back(tokens_of_output(model_.layers()[l], grads[l]));
+    }
+  }
+  for (size_t l = 0; l < taps_.size(); ++l) {
+    if (!per_layer[l].empty()) out.per_layer[l] = torch::stack(per_layer[l]);
+  }
+  return out;
+}
+
+at::Tensor Linearisation::per_sample(const TapGrads& b) {
+  require_taps("per_sample");
+  const int64_t S = b.sets, N = num_samples();
+  auto rows = torch::zeros({S * N, layout_.size()}, logits_.options());
+  for (size_t l = 0; l < taps_.size(); ++l) {
+    const auto [w, bi] = coverage_[l];
+    if (w < 0 && bi < 0) continue;
+    const auto a = w >= 0 ? layer_input_tokens(l) : at::Tensor();
+    for (int64_t s = 0; s < S; ++s) {
+      auto block = rows.narrow(0, s * N, N);
+      const auto& bt = b.per_layer[l][s];
       if (w >= 0) {
-        const auto at = layer_input_tokens(l);
         block.narrow(1, layout_.offset(w), layout_.numel(w))
-            .copy_(per_sample_weight_grad(at, bt, layout_.shape(w)).reshape({N, -1}));
+            .copy_(per_sample_weight_grad(a, bt, layout_.shape(w)).reshape({N, -1}));
       }
-      if (b >= 0) block.narrow(1, layout_.offset(b), layout_.numel(b)).copy_(per_sample_bias_grad(bt));
+      if (bi >= 0) block.narrow(1, layout_.offset(bi), layout_.numel(bi)).copy_(per_sample_bias_grad(bt));
     }
   }
   return rows;
+}
+
+at::Tensor Linearisation::gram(const TapGrads& b, const TapGrads& c) {
+  require_taps("gram");
+  const int64_t N = num_samples();
+  auto result = torch::zeros({b.sets * N, c.sets * N}, logits_.options());
+  for (size_t l = 0; l < taps_.size(); ++l) {
+    const auto [wi, bi] = coverage_[l];
+    if (wi < 0 && bi < 0) continue;
+    const auto a = wi >= 0 ? layer_input_tokens(l) : at::Tensor();
+    for (int64_t s = 0; s < b.sets; ++s) {
+      for (int64_t r = 0; r < c.sets; ++r) {
+        auto block = result.narrow(0, s * N, N).narrow(1, r * N, N);
+        if (wi >= 0) block.add_(weight_gram(a, b.per_layer[l][s], a, c.per_layer[l][r]));
+        if (bi >= 0) block.add_(bias_gram(b.per_layer[l][s], c.per_layer[l][r]));
+      }
+    }
+  }
+  return result;
+}
+
+at::Tensor Linearisation::combine(const TapGrads& b, const at::Tensor& w) {
+  require_taps("combine");
+  const int64_t N = num_samples();
+  const auto weights = w.to(logits_.options()).reshape({b.sets, N, 1, 1});
+  std::vector<at::Tensor> parts(layout_.count());
+  for (size_t i = 0; i < parts.size(); ++i) parts[i] = torch::zeros(layout_.shape(i), logits_.options());
+  for (size_t l = 0; l < taps_.size(); ++l) {
+    const auto [wi, bi] = coverage_[l];
+    if (wi < 0 && bi < 0) continue;
+    // Σ_{s,n} w_sn Σ_t b_snt a_ntᵀ = (Σ_s w_s ⊙ b_s)ᵀ a over (n, t)
+    const auto bw = (b.per_layer[l] * weights).sum(0);  // [N, T, d_out]
+    if (wi >= 0) {
+      const auto a = layer_input_tokens(l);
+      parts[wi] = torch::mm(bw.reshape({-1, bw.size(-1)}).t(), a.reshape({-1, a.size(-1)})).reshape(layout_.shape(wi));
+    }
+    if (bi >= 0) parts[bi] = bw.sum(at::IntArrayRef{0, 1});
+  }
+  return layout_.flatten(parts);
+}
+
+bool Linearisation::unit_grads_affordable() const {
+  if (engine_ != PerSampleEngine::kTaps) return false;
+  const int64_t N = num_samples(), Z = logits_.numel() / std::max<int64_t>(N, 1);
+  if (Z > max_output_units_) return false;
+  double entries = 0;
+  for (size_t l = 0; l < taps_.size(); ++l) {
+    if (coverage_[l].first >= 0 || coverage_[l].second >= 0) entries += double(Z) * taps_[l].output.numel();
+  }
+  return entries <= 1e8;
+}
+
+const TapGrads& Linearisation::unit_grads() {
+  if (!unit_grads_) {
+    const int64_t N = num_samples(), Z = logits_.numel() / N;
+    // Seed k is one at output unit k of every sample: [Z, N, Z] → [Z, *z].
+    auto seeds = torch::zeros({Z, N, Z}, logits_.options());
+    seeds.diagonal(0, 0, 2).fill_(1.0);
+    std::vector<int64_t> shape{Z};
+    for (auto s : logits_.sizes()) shape.push_back(s);
+    unit_grads_ = std::make_unique<TapGrads>(tap_grads(seeds.reshape(shape)));
+  }
+  return *unit_grads_;
+}
+
+at::Tensor Linearisation::jvp_many(const at::Tensor& D) {
+  const auto d = D.to(logits_.options());
+  const bool taps = jvp_engine_ == JvpEngine::kTaps || (jvp_auto_ && unit_grads_affordable());
+  if (taps) return jvp_many_taps(d);
+  std::vector<at::Tensor> out;
+  for (int64_t k = 0; k < d.size(0); ++k) out.push_back(jvp(d[k]));
+  return torch::stack(out);
+}
+
+at::Tensor Linearisation::jvp_many_taps(const at::Tensor& D) {
+  // (J_z d)_{n,k} = Σ_layers Σ_t ⟨∂z_{n,k}/∂out_{n,t}, ΔW ā_{n,t}⟩: the layer's output
+  // perturbation under d, paired with the output-unit gradients (unit_grads).
+  const auto& U = unit_grads();
+  const int64_t K = D.size(0), N = num_samples(), Z = logits_.numel() / N;
+  auto jd = torch::zeros({K, N, Z}, logits_.options());
+  for (size_t l = 0; l < taps_.size(); ++l) {
+    const auto [wi, bi] = coverage_[l];
+    if (wi < 0 && bi < 0) continue;
+    const auto& u = U.per_layer[l];  // [Z, N, T, d_out]
+    const int64_t T = u.size(2), dout = u.size(3);
+    at::Tensor a;
+    if (wi >= 0) a = layer_input_tokens(l);  // [N, T, d_in]
+    // Directions in chunks so that the [k, N, T, d_out] perturbation stays small.
+    const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>(2e7 / double(N * T * dout)));
+    for (int64_t k0 = 0; k0 < K; k0 += chunk) {
+      const int64_t k = std::min(chunk, K - k0);
+      auto delta = torch::zeros({k, N, T, dout}, logits_.options());
+      if (wi >= 0) {
+        const auto dW = D.narrow(0, k0, k).narrow(1, layout_.offset(wi), layout_.numel(wi)).reshape({k, dout, -1});
+        delta.add_(torch::matmul(a.reshape({1, N * T, a.size(2)}), dW.transpose(1, 2)).reshape({k, N, T, dout}));
+      }
+      if (bi >= 0) delta.add_(D.narrow(0, k0, k).narrow(1, layout_.offset(bi), dout).reshape({k, 1, 1, dout}));
+      // Σ_t ⟨u_{z,n,t}, δ_{k,n,t}⟩ → [k, N, Z]
+      jd.narrow(0, k0, k).add_(torch::einsum("knto,znto->knz", {delta, u}));
+    }
+  }
+  std::vector<int64_t> shape{K};
+  for (auto s : logits_.sizes()) shape.push_back(s);
+  return jd.reshape(shape);
 }
 
 at::Tensor Linearisation::per_sample_loop(const at::Tensor& seeds) {
@@ -250,37 +384,8 @@ at::Tensor Linearisation::gram(const at::Tensor& u, const at::Tensor& w) {
     const auto ru = per_sample(su);
     return u.is_same(w) ? torch::mm(ru, ru.t()) : torch::mm(ru, per_sample(sw).t());
   }
-  // Σ over layers of the weight and bias contributions, from taps, one backward per seed set.
-  const int64_t N = num_samples();
-  const auto& specs = model_.layers();
-  auto collect = [&](const at::Tensor& seeds) {
-    std::vector<std::vector<at::Tensor>> out;
-    for (int64_t s = 0; s < seeds.size(0); ++s) {
-      auto grads = output_grads(seeds[s], false);
-      for (size_t l = 0; l < specs.size(); ++l) {
-        if (grads[l].defined()) grads[l] = tokens_of_output(specs[l], grads[l]);
-      }
-      out.push_back(std::move(grads));
-    }
-    return out;
-  };
-  const auto bu = collect(su);
-  const auto bw = u.is_same(w) ? bu : collect(sw);
-  const int64_t Su = su.size(0), Sw = sw.size(0);
-  auto result = torch::zeros({Su * N, Sw * N}, logits_.options());
-  for (size_t l = 0; l < specs.size(); ++l) {
-    const auto [wi, bi] = coverage_[l];
-    if (wi < 0 && bi < 0) continue;
-    const auto a = wi >= 0 ? layer_input_tokens(l) : at::Tensor();
-    for (int64_t s = 0; s < Su; ++s) {
-      for (int64_t r = 0; r < Sw; ++r) {
-        auto block = result.narrow(0, s * N, N).narrow(1, r * N, N);
-        if (wi >= 0) block.add_(weight_gram(a, bu[s][l], a, bw[r][l]));
-        if (bi >= 0) block.add_(bias_gram(bu[s][l], bw[r][l]));
-      }
-    }
-  }
-  return result;
+  const auto bu = tap_grads(su);
+  return u.is_same(w) ? gram(bu, bu) : gram(bu, tap_grads(sw));
 }
 
 }  // namespace fisheval::mvp

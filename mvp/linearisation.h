@@ -28,11 +28,25 @@
 namespace fisheval::mvp {
 
 enum class PerSampleEngine { kAuto, kTaps, kLoop };
-enum class JvpEngine { kAuto, kForward, kDoubleBackward };
+enum class JvpEngine { kAuto, kForward, kDoubleBackward, kTaps };
 
 struct LinearisationOptions {
   PerSampleEngine per_sample = PerSampleEngine::kAuto;
+  // kAuto: J_z D for many directions D from layer taps and one backward pass per output
+  // unit when the taps cover θ and that is affordable (unit_grads_affordable), else
+  // forward mode per direction (double backward if the model has no forward-mode rule).
   JvpEngine jvp = JvpEngine::kAuto;
+  // Most output units per sample (backward passes) for the taps route of jvp_many.
+  int64_t max_output_units = 1024;
+};
+
+// Output gradients of the covered layers for S seed sets u_s ([S, *z]): per layer the
+// gradient of ⟨u_s, z⟩ with respect to the layer's output in token form [S, N, T, d_out]
+// (undefined for layers that own no selected parameter). One backward pass per seed set;
+// every per-sample product of those seeds is then a contraction with the layer inputs.
+struct TapGrads {
+  std::vector<at::Tensor> per_layer;
+  int64_t sets = 0;
 };
 
 PerSampleEngine parse_per_sample_engine(const std::string& name);  // auto|taps|loop
@@ -57,6 +71,18 @@ class Linearisation {
   at::Tensor jvp(const at::Tensor& v);
   at::Tensor per_sample(const at::Tensor& u);
   at::Tensor gram(const at::Tensor& u, const at::Tensor& w);
+  // J_z dᵀ for the rows d of D [K, P]: [K, *z] (see LinearisationOptions::jvp).
+  at::Tensor jvp_many(const at::Tensor& D);
+
+  // The taps route (per_sample_engine() == kTaps only).
+  TapGrads tap_grads(const at::Tensor& u);
+  at::Tensor per_sample(const TapGrads& b);                      // [S·N, P]
+  at::Tensor gram(const TapGrads& b, const TapGrads& c);         // [S·N, S'·N]
+  at::Tensor combine(const TapGrads& b, const at::Tensor& w);    // Σ_{s,n} w_{sn} J_{z_n}ᵀ u_{sn}, [P]
+  // Output-unit seeds: TapGrads of the Z one-hot seeds e_k (k over the Z = numel/N outputs of
+  // a sample, set for every sample at once), so that ∂z_{n,k}/∂θ is a contraction; memoised.
+  bool unit_grads_affordable() const;
+  const TapGrads& unit_grads();
 
   // Layer taps, for the Kronecker and Shampoo methods.
   const std::vector<LayerSpec>& layers() const { return model_.layers(); }
@@ -84,6 +110,8 @@ class Linearisation {
   at::Tensor per_sample_loop(const at::Tensor& u);
   at::Tensor jvp_forward(const at::Tensor& v);
   at::Tensor jvp_double_backward(const at::Tensor& v);
+  at::Tensor jvp_many_taps(const at::Tensor& D);
+  void require_taps(const char* what) const;
   // Output gradients of the covered layers for one seed set.
   std::vector<at::Tensor> output_grads(const at::Tensor& u, bool all_tapped);
 
@@ -95,6 +123,8 @@ class Linearisation {
   std::vector<LayerTap> taps_;
   std::vector<std::pair<int, int>> coverage_;  // per layer: (weight index, bias index) in layout_
   std::vector<at::Tensor> sample_logits_;       // loop engine: per-sample forward outputs
+  std::unique_ptr<TapGrads> unit_grads_;
+  int64_t max_output_units_ = 1024;
   PerSampleEngine engine_;
   JvpEngine jvp_engine_;
   bool jvp_auto_ = true;

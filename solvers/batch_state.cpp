@@ -32,8 +32,23 @@ const at::Tensor& BatchState::grad() {
   return g_;
 }
 
+const mvp::TapGrads* BatchState::true_taps() {
+  if (lin_.per_sample_engine() != mvp::PerSampleEngine::kTaps) return nullptr;
+  if (!true_taps_) true_taps_ = std::make_unique<mvp::TapGrads>(lin_.tap_grads(logit_grad()));
+  return true_taps_.get();
+}
+
+const mvp::TapGrads* BatchState::sampled_taps() {
+  if (lin_.per_sample_engine() != mvp::PerSampleEngine::kTaps) return nullptr;
+  if (!sampled_taps_) sampled_taps_ = std::make_unique<mvp::TapGrads>(lin_.tap_grads(sampled_logit_grad()));
+  return sampled_taps_.get();
+}
+
 const at::Tensor& BatchState::gram() {
-  if (!gram_.defined()) gram_ = lin_.gram(logit_grad(), logit_grad()).to(torch::kCPU, torch::kDouble);
+  if (!gram_.defined()) {
+    const auto* t = true_taps();
+    gram_ = (t ? lin_.gram(*t, *t) : lin_.gram(logit_grad(), logit_grad())).to(torch::kCPU, torch::kDouble);
+  }
   return gram_;
 }
 
@@ -56,8 +71,9 @@ const at::Tensor& BatchState::sampled_logit_grad() {
 
 const at::Tensor& BatchState::sampled_gram() {
   if (!sampled_gram_.defined()) {
+    const auto* t = sampled_taps();
     const auto& u = sampled_logit_grad();
-    sampled_gram_ = lin_.gram(u, u).to(torch::kCPU, torch::kDouble);
+    sampled_gram_ = (t ? lin_.gram(*t, *t) : lin_.gram(u, u)).to(torch::kCPU, torch::kDouble);
   }
   return sampled_gram_;
 }
@@ -79,6 +95,7 @@ const at::Tensor& BatchState::sampled_times_grad() {
 }
 
 at::Tensor BatchState::jt_times(const at::Tensor& x) {
+  if (const auto* t = true_taps()) return lin_.combine(*t, x);
   const auto& r = logit_grad();
   std::vector<int64_t> shape(r.dim(), 1);
   shape[0] = r.size(0);
@@ -86,11 +103,57 @@ at::Tensor BatchState::jt_times(const at::Tensor& x) {
 }
 
 at::Tensor BatchState::sampled_jt_times(const at::Tensor& y) {
+  if (const auto* t = sampled_taps()) return lin_.combine(*t, y);
   const auto& u = sampled_logit_grad();
   std::vector<int64_t> shape(u.dim(), 1);
   shape[0] = u.size(0);
   shape[1] = u.size(1);
   return lin_.vjp((u * y.to(u.options()).view(shape)).sum(0));
+}
+
+at::Tensor BatchState::logit_jvp(const std::vector<at::Tensor>& directions, const std::vector<at::Tensor>& true_weights,
+                                 const std::vector<at::Tensor>& sampled_weights) {
+  const auto& z = lin_.logits();
+  const int64_t K = static_cast<int64_t>(directions.size()), N = num_samples(), Z = z.numel() / N;
+  std::vector<int64_t> shape{K};
+  for (auto s : z.sizes()) shape.push_back(s);
+  auto out = torch::empty(shape, z.options());
+  const bool sample_space = lin_.unit_grads_affordable();
+  std::vector<int64_t> generic;
+  for (int64_t k = 0; k < K; ++k) {
+    const bool has_true = k < int64_t(true_weights.size()) && true_weights[k].defined();
+    const bool has_sampled = k < int64_t(sampled_weights.size()) && sampled_weights[k].defined();
+    if (!sample_space || (!has_true && !has_sampled)) {
+      generic.push_back(k);
+      continue;
+    }
+    // (J_z Jᵀ x)_{n,z} = Σ_m M[z, n, m] x_m with M = ⟨∂z_{n,z}/∂θ, ∇θ l_m⟩ from the taps.
+    auto jd = torch::zeros({N, Z}, z.options());
+    if (has_true) {
+      if (!unit_true_.defined()) unit_true_ = lin_.gram(lin_.unit_grads(), *true_taps()).reshape({Z, N, N});
+      jd.add_(torch::einsum("znm,m->nz", {unit_true_, true_weights[k].to(z.options())}));
+    }
+    if (has_sampled) {
+      if (!unit_sampled_.defined()) unit_sampled_ = lin_.gram(lin_.unit_grads(), *sampled_taps()).reshape({Z, N, -1});
+      jd.add_(torch::einsum("znm,m->nz", {unit_sampled_, sampled_weights[k].to(z.options())}));
+    }
+    out[k].copy_(jd.reshape(z.sizes()));
+  }
+  if (!generic.empty()) {
+    std::vector<at::Tensor> rows;
+    for (auto k : generic) rows.push_back(directions[k]);
+    const auto idx = torch::tensor(generic, torch::TensorOptions().dtype(torch::kLong).device(z.device()));
+    out.index_copy_(0, idx, lin_.jvp_many(torch::stack(rows)));
+  }
+  return out;
+}
+
+at::Tensor BatchState::fisher_quad(const std::vector<at::Tensor>& directions, const std::vector<at::Tensor>& true_weights,
+                                   const std::vector<at::Tensor>& sampled_weights) {
+  if (directions.empty()) return torch::zeros({0}, torch::kDouble);
+  const auto jd = logit_jvp(directions, true_weights, sampled_weights);
+  const auto hjd = loss_.hessian_vp(lin_.logits(), targets_, jd);
+  return (jd * hjd).reshape({jd.size(0), -1}).sum(1).to(torch::kCPU, torch::kDouble);
 }
 
 at::Tensor near_duplicate_filter(const at::Tensor& gram, double threshold) {

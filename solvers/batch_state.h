@@ -51,10 +51,20 @@ class BatchState {
   const at::Tensor& sampled_kept();         // rows of Ĵ kept by the near-duplicate filter
   const at::Tensor& sampled_times_grad();   // Ĵ g [KN], float64
 
-  // Jᵀ x = Σ_n x_n ∇θ l_n for x [N] (float64 or working dtype): one backward pass.
+  // Jᵀ x = Σ_n x_n ∇θ l_n for x [N] (float64 or working dtype): one contraction of the
+  // stored layer taps (one backward pass without taps).
   at::Tensor jt_times(const at::Tensor& x);
-  // Ĵᵀ y for y [KN]: one backward pass.
+  // Ĵᵀ y for y [KN], likewise.
   at::Tensor sampled_jt_times(const at::Tensor& y);
+
+  // J_z d for directions d given as rows of D [K, P] or, where known, by their sample-space
+  // weights d = Jᵀx + Ĵᵀy: then J_z d = (J_z Jᵀ) x + (J_z Ĵᵀ) y from the output-unit taps,
+  // with no pass through the network. Result [K, *z].
+  at::Tensor logit_jvp(const std::vector<at::Tensor>& directions, const std::vector<at::Tensor>& true_weights,
+                       const std::vector<at::Tensor>& sampled_weights);
+  // dᵀFd = Σ_n (J_z d)_nᵀ H_n (J_z d)_n for each direction, [K] float64.
+  at::Tensor fisher_quad(const std::vector<at::Tensor>& directions, const std::vector<at::Tensor>& true_weights = {},
+                         const std::vector<at::Tensor>& sampled_weights = {});
 
   // Method-specific per-batch work, computed once per key.
   template <class T>
@@ -72,6 +82,11 @@ class BatchState {
   mvp::Fisher fisher_;
   at::Tensor per_sample_loss_, logit_grad_, s_, g_, gram_, norms_, kept_;
   at::Tensor sampled_, sampled_gram_, sampled_kept_, sampled_g_;
+  // Taps route: output gradients of the true-label and sampled seeds; J_z Jᵀ and J_z Ĵᵀ.
+  const mvp::TapGrads* true_taps();
+  const mvp::TapGrads* sampled_taps();
+  std::unique_ptr<mvp::TapGrads> true_taps_, sampled_taps_;
+  at::Tensor unit_true_, unit_sampled_;
   std::map<std::string, std::shared_ptr<void>> memo_;
 };
 

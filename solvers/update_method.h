@@ -28,6 +28,10 @@ enum Need : unsigned {
 
 struct Direction {
   at::Tensor d;  // [P], working dtype
+  // When d = Jᵀ true_weights + Ĵᵀ sampled_weights (the Gram-form methods), those weights
+  // ([N] and [K·N], float64 on the CPU; undefined when absent): then J_z d is a product in
+  // sample space (BatchState::fisher_quad) instead of a Jacobian-vector product.
+  at::Tensor true_weights, sampled_weights;
   SolveStatus status = SolveStatus::kExact;
   int64_t iterations = 0;                                      // iterative solvers
   double residual = std::numeric_limits<double>::quiet_NaN();  // final relative residual

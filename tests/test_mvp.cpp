@@ -77,6 +77,34 @@ TEST_P(MvpTest, JvpMatchesOracleJacobian) {
   EXPECT_LT(rel_err(lin_->jvp(v), expected), kTol);
 }
 
+TEST_P(MvpTest, JvpManyMatchesOracleJacobian) {
+  // Whichever route jvp_many takes (taps and output-unit gradients, or one JVP per row).
+  const auto Jz = oracle::logit_jacobian(*f_.model, f_.params, f_.batch.inputs);  // [N, Z, P]
+  const auto D = torch::randn({5, Jz.size(2)}, torch::kDouble);
+  std::vector<int64_t> shape{5};
+  for (auto s : lin_->logits().sizes()) shape.push_back(s);
+  const auto expected = torch::einsum("nzp,kp->knz", {Jz, D}).reshape(shape);
+  EXPECT_LT(rel_err(lin_->jvp_many(D), expected), kTol);
+}
+
+class TapsTest : public MvpTest {};
+
+TEST_P(TapsTest, TapsContractionsMatchOracle) {
+  ASSERT_EQ(lin_->per_sample_engine(), mvp::PerSampleEngine::kTaps);
+  const auto J = oracle::per_sample_grads(*f_.model, f_.params, f_.batch, f_.cross_entropy);
+  const auto b = lin_->tap_grads(r());
+  const auto x = torch::randn({J.size(0)}, torch::kDouble);
+  EXPECT_LT(rel_err(lin_->combine(b, x), torch::mv(J.t(), x)), kTol);  // Jᵀx without a backward pass
+  EXPECT_LT(rel_err(lin_->per_sample(b), J), kTol);
+  EXPECT_LT(rel_err(lin_->gram(b, b), torch::mm(J, J.t())), kTol);
+  // The output-unit gradients: ∂z_{n,k}/∂θ against the oracle's logit Jacobian.
+  if (lin_->unit_grads_affordable()) {
+    const auto Jz = oracle::logit_jacobian(*f_.model, f_.params, f_.batch.inputs);  // [N, Z, P]
+    const auto rows = lin_->per_sample(lin_->unit_grads());                         // [Z·N, P], row k·N + n
+    EXPECT_LT(rel_err(rows, Jz.transpose(0, 1).reshape({-1, Jz.size(2)})), kTol);
+  }
+}
+
 TEST_P(MvpTest, FisherProductsMatchDenseOracle) {
   const auto F = oracle::fisher(*f_.model, f_.params, f_.batch, f_.cross_entropy);
   mvp::Fisher fisher(*lin_, *loss_, f_.batch.targets);
@@ -109,6 +137,16 @@ const std::vector<Case> kCases = {
     {"norm_ce", mvp::PerSampleEngine::kAuto, mvp::JvpEngine::kForward},
 };
 INSTANTIATE_TEST_SUITE_P(Fixtures, MvpTest, testing::ValuesIn(kCases), case_name);
+
+const std::vector<Case> kTapsCases = {
+    {"mlp_tanh_ce", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kAuto},
+    {"mlp_tanh_mse", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kAuto},
+    {"seq_ce", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kTaps},
+    {"conv_ce", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kTaps},
+    {"lora_ce", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kAuto},
+    {"deep_linear_mse", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kAuto},
+};
+INSTANTIATE_TEST_SUITE_P(Fixtures, TapsTest, testing::ValuesIn(kTapsCases), case_name);
 
 TEST(Linearisation, AutoChoosesTapsOnlyWhenEveryParameterIsCovered) {
   auto covered = load_fixture("lora_ce", 4);

@@ -159,6 +159,31 @@ TEST_P(SolverTest, GammaIsInvariantToTheScaleOfD) {
   EXPECT_NEAR(indicator(d, g_, state_->fisher().quad(d)).gamma, base, 1e-9 * base);
 }
 
+TEST_P(SolverTest, FisherQuadIsTheSameOnEveryRoute) {
+  // Sample-space weights (d = Jᵀx + Ĵᵀy), taps, and forward mode give the oracle's dᵀFd.
+  std::vector<at::Tensor> ds, xs, ys;
+  for (const char* m : {"ef", "ief", "ief-param", "sf"}) {
+    for (double lambda : {0.0, 1e-2}) {
+      const auto dir = solvers::make_method(m, options_)->direction(*state_, lambda);
+      ds.push_back(dir.d);
+      xs.push_back(dir.true_weights);
+      ys.push_back(dir.sampled_weights);
+      EXPECT_TRUE(dir.true_weights.defined() || dir.sampled_weights.defined()) << m;
+    }
+  }
+  ds.push_back(torch::randn_like(g_));
+  xs.emplace_back();
+  ys.emplace_back();
+  const auto structured = state_->fisher_quad(ds, xs, ys);
+  const auto plain = state_->fisher_quad(ds);
+  for (size_t k = 0; k < ds.size(); ++k) {
+    const double expected = ds[k].dot(torch::mv(F_, ds[k])).item<double>();
+    EXPECT_NEAR(structured[k].item<double>(), expected, 1e-9 * std::abs(expected)) << "direction " << k;
+    EXPECT_NEAR(plain[k].item<double>(), expected, 1e-9 * std::abs(expected)) << "direction " << k;
+    EXPECT_NEAR(state_->fisher().quad(ds[k]), expected, 1e-9 * std::abs(expected)) << "direction " << k;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, SolverTest, testing::Values("mlp_tanh_ce", "mlp_tanh_mse", "seq_ce", "lora_ce"),
                          [](const testing::TestParamInfo<std::string>& info) { return info.param; });
 

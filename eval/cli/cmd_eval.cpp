@@ -133,7 +133,7 @@ int run_eval(const std::vector<std::string>& args) {
       ("per-sample-engine", po::value<std::string>()->default_value("auto"),
        "per-sample gradients: auto | taps (layer inputs × output gradients) | loop (one pass per sample)")
       ("jvp-engine", po::value<std::string>()->default_value("auto"),
-       "Jacobian-vector products: auto | forward (dual tensors) | double-backward")
+       "Jacobian-vector products for the indicator: auto (taps and output-unit gradients when affordable, else forward) | forward (dual tensors, one per direction) | double-backward | taps")
       ("quiet", po::bool_switch(), "no progress on stderr");
   po::options_description all;
   all.add(what).add(batches).add(methods).add(run);

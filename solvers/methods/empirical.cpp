@@ -32,6 +32,7 @@ class GramMethod final : public UpdateMethod {
     auto x = torch::zeros({state.num_samples()}, torch::kDouble);
     x.index_copy_(0, kept, sol.x);
     Direction out{state.jt_times(x)};
+    out.true_weights = x;
     out.status = sol.status;
     return out;
   }

@@ -36,7 +36,10 @@ class Sf final : public UpdateMethod {
     Direction out;
     if (damping > 0) {
       const auto sol = solve_damped_gram(C, at::Tensor(), K * damping, Jg, policy_, "the sampled Gram matrix of sf");
-      out.d = (g - state.sampled_jt_times(scatter(sol.x))) / damping;
+      const auto y = scatter(sol.x);
+      out.d = (g - state.sampled_jt_times(y)) / damping;
+      out.true_weights = torch::full({state.num_samples()}, 1.0 / damping, torch::kDouble);  // g = Jᵀ1
+      out.sampled_weights = -y / damping;
       out.status = sol.status;
       return out;
     }
@@ -46,11 +49,15 @@ class Sf final : public UpdateMethod {
     });
     const auto [y, rank] = pinv_apply(eig.values, eig.vectors, Jg);
     if (state.num_params() > rank) {
-      out.d = g - state.sampled_jt_times(scatter(y));
+      const auto full = scatter(y);
+      out.d = g - state.sampled_jt_times(full);
+      out.true_weights = torch::ones({state.num_samples()}, torch::kDouble);
+      out.sampled_weights = -full;
       out.status = SolveStatus::kLimit;
     } else {
       const auto [y2, rank2] = pinv_apply(eig.values, eig.vectors, Jg, /*power=*/2);
-      out.d = K * state.sampled_jt_times(scatter(y2));
+      out.sampled_weights = K * scatter(y2);
+      out.d = state.sampled_jt_times(out.sampled_weights);
       out.status = rank2 < C.size(0) ? SolveStatus::kPseudoInverse : SolveStatus::kExact;
     }
     return out;
