@@ -56,6 +56,10 @@ struct SweepSummary {
 
 SweepSummary run_sweep(const SweepOptions& options);
 
+// The run's identity (axes and number-changing settings) for these options and batches.
+struct RunInfo;
+RunInfo make_run_info(const SweepOptions& options, const std::vector<std::vector<int64_t>>& batches);
+
 // The units [begin, end) of shard `index` of `count` among `total` units taken in
 // (checkpoint, batch) order: contiguous, sizes differing by at most one.
 std::pair<int64_t, int64_t> shard_range(int64_t total, int64_t index, int64_t count);

@@ -1,0 +1,175 @@
+#include "eval/unit.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "checkpoints/error.h"
+#include "checkpoints/load.h"
+#include "eval/indicator.h"
+#include "mvp/loss.h"
+
+namespace fisheval {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::vector<double> to_vector(const at::Tensor& t) {
+  const auto c = t.to(torch::kCPU, torch::kDouble).contiguous();
+  return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
+}
+
+}  // namespace
+
+std::string reference_method(const SweepOptions& o) {
+  if (o.ng_reference != "auto") return o.ng_reference == "none" ? "" : o.ng_reference;
+  for (const auto* name : {"ng-dense", "ng-cg"}) {
+    if (std::find(o.methods.begin(), o.methods.end(), name) != o.methods.end()) return name;
+  }
+  return "";
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& path, const std::string& params, c10::Device device,
+                                 c10::ScalarType dtype) {
+  LoadedCheckpoint out;
+  out.model = load_model(path);
+  out.model->to(device, dtype);
+  out.params = select_parameters(*out.model, params);
+  check_finite_parameters(*out.model, out.params);
+  set_trainable(*out.model, out.params);
+  return out;
+}
+
+
+UnitRunner::UnitRunner(const SweepOptions& o, const RunInfo& info, std::vector<std::unique_ptr<solvers::UpdateMethod>>& methods,
+                       Progress& progress, int64_t& warnings)
+    : o_(o), info_(info), methods_(methods), progress_(progress), warnings_(warnings) {}
+
+UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Device device, c10::ScalarType dtype, int64_t c,
+               int64_t b) {
+  const auto t_shared = std::chrono::steady_clock::now();
+  auto inputs = batch.inputs.is_floating_point() ? batch.inputs.to(device, dtype) : batch.inputs.to(device);
+  auto targets = batch.targets.is_floating_point() ? batch.targets.to(device, dtype) : batch.targets.to(device);
+  const auto loss_name = mvp::resolve_loss_name(o_.loss, ckpt.model->loss_hint(), targets);
+  const auto loss = mvp::make_loss(loss_name);
+  mvp::Linearisation lin(*ckpt.model, ckpt.params, inputs, o_.engines);
+  loss->check(lin.logits(), targets);
+  solvers::BatchState state(lin, *loss, targets,
+                            {o_.mc_samples, batch_seed(o_.seed, b), o_.dedup_cosine});
+  if (!lin.engine_note().empty() && !noted_) {
+    progress_.message("fisheval: note: " + lin.engine_note());
+    noted_ = true;
+  }
+
+  UnitResult u;
+  u.checkpoint = c;
+  u.batch = b;
+  const int64_t M = info_.num_methods(), D = info_.num_dampings();
+  for (const auto& m : result_measures()) {
+    if (m.shape == MeasureShape::kCgHistory && info_.cg_history_length == 0) continue;
+    u.values[m.name].assign(info_.unit_size(m.shape), m.integer ? -1.0 : kNaN);
+  }
+  auto& v = u.values;
+
+  // Per-batch statistics.
+  const auto& g = state.grad();
+  v["loss"] = {state.loss()};
+  v["grad_norm"] = {g.norm().item<double>()};
+  v["per_sample_loss"] = to_vector(state.per_sample_loss());
+  v["target_prob"] = to_vector(loss->target_prob(lin.logits(), targets));
+  v["logit_grad_norm_sq"] = to_vector(state.logit_grad_norm_sq());
+  v["per_sample_grad_norm"] = to_vector(state.per_sample_grad_norm());
+  v["grad_norm_imbalance"] = {imbalance(state.per_sample_grad_norm())};
+  v["logit_grad_norm_imbalance"] = {imbalance(state.logit_grad_norm_sq().sqrt())};
+  v["kept_samples"] = {static_cast<double>(state.kept().numel())};
+  if (!std::isfinite(v["loss"][0]) || !std::isfinite(v["grad_norm"][0])) {
+    warn(fmt::format("checkpoint {} batch {}: the loss or gradient is not finite (loss {}); the batch's measures are "
+                     "recorded as NaN",
+                     c, b, v["loss"][0]));
+    return u;
+  }
+  const double scale = solvers::damping_scale(o_.damping_mode, o_.damping_reference, state);
+  for (int64_t j = 0; j < D; ++j) v["damping_effective"][j] = o_.dampings[j] * scale;
+
+  const auto ones = torch::ones({state.num_samples()}, torch::kDouble);
+  const double gamma_sgd = indicator(g, g, state.fisher_quad({g}, {ones})[0].item<double>()).gamma;
+  v["gamma_sgd"] = {gamma_sgd};
+  double gamma_ng = kNaN;
+  const auto ref = reference_method(o_);
+  if (!ref.empty()) {
+    auto method = solvers::make_method(ref, o_.method_options);
+    const auto dir = method->direction(state, 0.0);
+    const bool converged = dir.status != solvers::SolveStatus::kNotConverged;
+    v["ng_converged"] = {converged ? 1.0 : 0.0};
+    if (converged) {
+      gamma_ng = indicator(dir.d, g, state.fisher_quad({dir.d})[0].item<double>()).gamma;
+    } else {
+      warn(fmt::format("checkpoint {} batch {}: the natural-gradient reference ({}) did not converge "
+                       "(relative residual {:.3g}); gamma_rel_ng is NaN",
+                       c, b, ref, dir.residual));
+    }
+  }
+  v["gamma_ng"] = {gamma_ng};
+  v["seconds_shared"] = {seconds_since(t_shared)};
+
+  for (int64_t m = 0; m < M; ++m) {
+    auto& method = *methods_[m];
+    // Every damping's direction first, then their dᵀFd in one batched product.
+    const int64_t count = method.damped() ? D : 1;
+    std::vector<solvers::Direction> dirs;
+    std::vector<double> seconds;
+    for (int64_t j = 0; j < count; ++j) {
+      const auto t0 = std::chrono::steady_clock::now();
+      dirs.push_back(method.direction(state, v["damping_effective"][j]));
+      seconds.push_back(seconds_since(t0));
+    }
+    std::vector<at::Tensor> ds, xs, ys;
+    for (const auto& dir : dirs) {
+      ds.push_back(dir.d);
+      xs.push_back(dir.true_weights);
+      ys.push_back(dir.sampled_weights);
+    }
+    const auto t_quad = std::chrono::steady_clock::now();
+    const auto quads = state.fisher_quad(ds, xs, ys);
+    const double quad_seconds = seconds_since(t_quad) / static_cast<double>(count);
+    for (int64_t j = 0; j < D; ++j) {
+      const int64_t cell = m * D + j;
+      const auto& dir = dirs[std::min(j, count - 1)];
+      const auto iv = indicator(dir.d, g, quads[std::min(j, count - 1)].item<double>());
+      v["gamma"][cell] = iv.gamma;
+      v["gamma_rel_sgd"][cell] = iv.gamma / gamma_sgd;
+      v["gamma_rel_ng"][cell] = iv.gamma / gamma_ng;
+      v["cosine_sgd"][cell] = iv.cosine;
+      v["update_norm"][cell] = iv.update_norm;
+      v["d_dot_g"][cell] = iv.d_dot_g;
+      v["d_fisher_d"][cell] = iv.d_fisher_d;
+      v["solve_status"][cell] = static_cast<double>(dir.status);
+      v["cg_iterations"][cell] = static_cast<double>(dir.iterations);
+      v["cg_residual"][cell] = dir.residual;
+      v["seconds"][cell] = seconds[std::min(j, count - 1)] + quad_seconds;
+      if (method.name() == "ng-cg" && info_.cg_history_length > 0) {
+        for (size_t i = 0; i < dir.residual_history.size() && i < size_t(info_.cg_history_length); ++i) {
+          v["cg_residual_history"][j * info_.cg_history_length + i] = dir.residual_history[i];
+        }
+      }
+      if (!std::isfinite(iv.gamma) && j < count) {
+        warn(fmt::format("checkpoint {} batch {} method {} damping {:g}: γ is not finite (dᵀg = {:g}, dᵀFd = {:g})",
+                         c, b, method.name(), o_.dampings[j], iv.d_dot_g, iv.d_fisher_d));
+      }
+    }
+  }
+  return u;
+}
+
+void UnitRunner::warn(const std::string& what) {
+  ++warnings_;
+  progress_.message("fisheval: warning: " + what);
+}
+
+}  // namespace fisheval

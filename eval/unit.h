@@ -1,0 +1,51 @@
+// One unit of the sweep: one checkpoint × one batch, every method at every damping.
+// The shared per-batch work (forward pass, gradients, Gram matrices, sampled labels,
+// output-unit taps) is done once in a BatchState; each method's dampings are scored
+// in one batched Fisher product. Used by the sweep and by `fisheval bench`.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "checkpoints/dataset.h"
+#include "checkpoints/model.h"
+#include "eval/progress.h"
+#include "eval/sweep.h"
+#include "reports/results.h"
+#include "solvers/update_method.h"
+
+namespace fisheval {
+
+struct LoadedCheckpoint {
+  std::unique_ptr<Model> model;
+  std::vector<std::string> params;
+};
+
+// Loads, moves to device/dtype, selects (globs) and marks trainable the parameters;
+// InputError for a bad checkpoint or NaN parameters.
+LoadedCheckpoint load_checkpoint(const std::string& path, const std::string& params, c10::Device device,
+                                 c10::ScalarType dtype);
+
+// The natural-gradient reference for γ/γ_ng (taken at λ = 0), "" for none.
+std::string reference_method(const SweepOptions& o);
+
+class UnitRunner {
+ public:
+  UnitRunner(const SweepOptions& o, const RunInfo& info, std::vector<std::unique_ptr<solvers::UpdateMethod>>& methods,
+             Progress& progress, int64_t& warnings);
+  // All measures of checkpoint c × batch b (InputError when the batch does not fit the model).
+  UnitResult run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Device device, c10::ScalarType dtype, int64_t c,
+                 int64_t b);
+
+ private:
+  void warn(const std::string& what);
+
+  const SweepOptions& o_;
+  const RunInfo& info_;
+  std::vector<std::unique_ptr<solvers::UpdateMethod>>& methods_;
+  Progress& progress_;
+  int64_t& warnings_;
+  bool noted_ = false;
+};
+
+}  // namespace fisheval
