@@ -63,8 +63,11 @@ class Hdf5Dataset final : public Dataset {
   }
   int64_t size() const override { return inputs_.size(0); }
   std::string description() const override {
-    return fmt::format("{} ({} samples, inputs {}, targets {})", path_, size(),
-                       fmt::join(inputs_.sizes().slice(1), "x"), fmt::join(targets_.sizes().slice(1), "x"));
+    const auto shape = [](const at::Tensor& t) {
+      return t.dim() <= 1 ? std::string("scalar") : fmt::format("{}", fmt::join(t.sizes().slice(1), "x"));
+    };
+    return fmt::format("{} ({} samples; per sample: inputs {}, targets {})", path_, size(), shape(inputs_),
+                       shape(targets_));
   }
   Batch get(const std::vector<int64_t>& indices) const override {
     auto idx = torch::tensor(indices, torch::kLong);

@@ -9,11 +9,15 @@ namespace fisheval {
 
 IndicatorValues indicator(const at::Tensor& d, const at::Tensor& g, double d_fisher_d) {
   const auto d64 = d.to(torch::kDouble), g64 = g.to(torch::kDouble);
+  const double dn = d64.norm().item<double>();
+  return indicator(d64.dot(g64).item<double>(), dn * dn, g64.norm().item<double>(), d_fisher_d);
+}
+
+IndicatorValues indicator(double d_dot_g, double d_norm_sq, double g_norm, double d_fisher_d) {
   IndicatorValues v;
   v.d_fisher_d = d_fisher_d;
-  v.d_dot_g = d64.dot(g64).item<double>();
-  v.update_norm = d64.norm().item<double>();
-  const double g_norm = g64.norm().item<double>();
+  v.d_dot_g = d_dot_g;
+  v.update_norm = std::sqrt(std::max(d_norm_sq, 0.0));
   constexpr double nan = std::numeric_limits<double>::quiet_NaN();
   v.cosine = v.update_norm > 0 && g_norm > 0 ? v.d_dot_g / (v.update_norm * g_norm) : nan;
   const double quad = std::isfinite(d_fisher_d) ? std::max(d_fisher_d, 0.0) : nan;

@@ -18,6 +18,8 @@ struct IndicatorValues {
 // `d_fisher_d` is dᵀFd computed by the caller (one JVP); negative rounding noise is
 // clamped to 0.
 IndicatorValues indicator(const at::Tensor& d, const at::Tensor& g, double d_fisher_d);
+// The same from the products dᵀg, ‖d‖², ‖g‖ and dᵀFd (directions known by their weights).
+IndicatorValues indicator(double d_dot_g, double d_norm_sq, double g_norm, double d_fisher_d);
 
 // Per-batch statistics (DESIGN.md): the gradient-norm imbalance max_n‖v_n‖/min_n‖v_n‖
 // of per-sample parameter gradients and of logit gradients.

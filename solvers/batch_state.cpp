@@ -85,8 +85,9 @@ const at::Tensor& BatchState::sampled_kept() {
 
 const at::Tensor& BatchState::sampled_times_grad() {
   if (!sampled_g_.defined()) {
-    // (Ĵ g)_{kn} = r̂_knᵀ (J_{z_n} g): one JVP.
-    const auto jg = lin_.jvp(grad()).to(torch::kCPU, torch::kDouble);
+    // (Ĵ g)_{kn} = r̂_knᵀ (J_{z_n} g); J_z g = (J_z Jᵀ)1 in sample space when affordable, else one JVP.
+    const auto ones = torch::ones({num_samples()}, torch::kDouble);
+    const auto jg = logit_jvp({grad()}, {ones}, {})[0].to(torch::kCPU, torch::kDouble);
     const auto u = sampled_logit_grad().to(torch::kCPU, torch::kDouble);
     const int64_t K = u.size(0), N = u.size(1);
     sampled_g_ = (u * jg.unsqueeze(0)).reshape({K, N, -1}).sum(2).reshape({K * N});
@@ -109,6 +110,39 @@ at::Tensor BatchState::sampled_jt_times(const at::Tensor& y) {
   shape[0] = u.size(0);
   shape[1] = u.size(1);
   return lin_.vjp((u * y.to(u.options()).view(shape)).sum(0));
+}
+
+const at::Tensor& BatchState::cross_gram() {
+  if (!cross_gram_.defined()) {
+    const auto* s = sampled_taps();
+    const auto* t = true_taps();
+    cross_gram_ = (s ? lin_.gram(*s, *t) : lin_.gram(sampled_logit_grad(), logit_grad())).to(torch::kCPU, torch::kDouble);
+  }
+  return cross_gram_;
+}
+
+std::pair<double, double> BatchState::weights_dot_grad_and_norm_sq(const at::Tensor& x, const at::Tensor& y) {
+  // dᵀg = xᵀ(JJᵀ)1 + yᵀ(ĴJᵀ)1;  ‖d‖² = xᵀCx + 2 yᵀ(ĴJᵀ)x + yᵀĈy
+  double dg = 0, dd = 0;
+  const auto ones = torch::ones({num_samples()}, torch::kDouble);
+  if (x.defined()) {
+    const auto Cx = torch::mv(gram(), x);
+    dg += Cx.sum().item<double>();
+    dd += x.dot(Cx).item<double>();
+  }
+  if (y.defined()) {
+    dg += y.dot(torch::mv(cross_gram(), ones)).item<double>();
+    dd += y.dot(torch::mv(sampled_gram(), y)).item<double>();
+    if (x.defined()) dd += 2 * y.dot(torch::mv(cross_gram(), x)).item<double>();
+  }
+  return {dg, dd};
+}
+
+at::Tensor BatchState::materialise(const at::Tensor& x, const at::Tensor& y) {
+  at::Tensor d;
+  if (x.defined()) d = jt_times(x);
+  if (y.defined()) d = d.defined() ? d + sampled_jt_times(y) : sampled_jt_times(y);
+  return d.defined() ? d : torch::zeros_like(grad());
 }
 
 at::Tensor BatchState::logit_jvp(const std::vector<at::Tensor>& directions, const std::vector<at::Tensor>& true_weights,
@@ -141,7 +175,12 @@ at::Tensor BatchState::logit_jvp(const std::vector<at::Tensor>& directions, cons
   }
   if (!generic.empty()) {
     std::vector<at::Tensor> rows;
-    for (auto k : generic) rows.push_back(directions[k]);
+    for (auto k : generic) {
+      rows.push_back(directions[k].defined()
+                         ? directions[k]
+                         : materialise(k < int64_t(true_weights.size()) ? true_weights[k] : at::Tensor(),
+                                       k < int64_t(sampled_weights.size()) ? sampled_weights[k] : at::Tensor()));
+    }
     const auto idx = torch::tensor(generic, torch::TensorOptions().dtype(torch::kLong).device(z.device()));
     out.index_copy_(0, idx, lin_.jvp_many(torch::stack(rows)));
   }

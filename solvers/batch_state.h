@@ -62,9 +62,17 @@ class BatchState {
   // with no pass through the network. Result [K, *z].
   at::Tensor logit_jvp(const std::vector<at::Tensor>& directions, const std::vector<at::Tensor>& true_weights,
                        const std::vector<at::Tensor>& sampled_weights);
-  // dᵀFd = Σ_n (J_z d)_nᵀ H_n (J_z d)_n for each direction, [K] float64.
+  // dᵀFd = Σ_n (J_z d)_nᵀ H_n (J_z d)_n for each direction, [K] float64. A direction may
+  // be undefined where its weights are given.
   at::Tensor fisher_quad(const std::vector<at::Tensor>& directions, const std::vector<at::Tensor>& true_weights = {},
                          const std::vector<at::Tensor>& sampled_weights = {});
+
+  // For d = Jᵀx + Ĵᵀy (x or y may be undefined): dᵀg and ‖d‖² from the Gram matrices,
+  // without the P-sized d (g = Jᵀ1).
+  std::pair<double, double> weights_dot_grad_and_norm_sq(const at::Tensor& x, const at::Tensor& y);
+  // d = Jᵀx + Ĵᵀy as a P-sized vector.
+  at::Tensor materialise(const at::Tensor& x, const at::Tensor& y);
+  const at::Tensor& cross_gram();           // Ĵ Jᵀ [KN, N], float64
 
   // Method-specific per-batch work, computed once per key.
   template <class T>
@@ -81,7 +89,7 @@ class BatchState {
   BatchStateOptions options_;
   mvp::Fisher fisher_;
   at::Tensor per_sample_loss_, logit_grad_, s_, g_, gram_, norms_, kept_;
-  at::Tensor sampled_, sampled_gram_, sampled_kept_, sampled_g_;
+  at::Tensor sampled_, sampled_gram_, sampled_kept_, sampled_g_, cross_gram_;
   // Taps route: output gradients of the true-label and sampled seeds; J_z Jᵀ and J_z Ĵᵀ.
   const mvp::TapGrads* true_taps();
   const mvp::TapGrads* sampled_taps();

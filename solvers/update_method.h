@@ -56,6 +56,9 @@ class UpdateMethod {
   virtual bool damped() const { return true; }
   // The direction for effective damping λ ≥ 0.
   virtual Direction direction(BatchState& state, double damping) = 0;
+  // What the indicator needs: methods whose direction is d = Jᵀx + Ĵᵀy may return only
+  // those weights (d left undefined) and skip the P-sized vector; the default is direction().
+  virtual Direction weights_only(BatchState& state, double damping) { return direction(state, damping); }
 };
 
 struct MethodInfo {

@@ -43,6 +43,7 @@ int run_eval(const std::vector<std::string>& args);
 int run_show(const std::vector<std::string>& args);
 int run_merge(const std::vector<std::string>& args);
 int run_methods(const std::vector<std::string>& args);
+int run_bench(const std::vector<std::string>& args);
 
 }  // namespace fisheval::cli
 

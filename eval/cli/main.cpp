@@ -16,6 +16,7 @@ const std::vector<Command>& commands() {
       {"show", "print a summary table of a result file", run_show},
       {"merge", "join the shard files of one sharded run into one result file", run_merge},
       {"methods", "list the update methods", run_methods},
+      {"bench", "time each stage of an evaluation as a multiple of one forward+backward pass", run_bench},
   };
   return list;
 }

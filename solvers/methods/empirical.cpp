@@ -23,6 +23,12 @@ class GramMethod final : public UpdateMethod {
   unsigned needs() const override { return kNeedsGradient | kNeedsPerSampleGradients; }
 
   Direction direction(BatchState& state, double damping) override {
+    auto out = weights_only(state, damping);
+    out.d = state.jt_times(out.true_weights);
+    return out;
+  }
+
+  Direction weights_only(BatchState& state, double damping) override {
     const auto& kept = state.kept();
     const auto C = state.gram().index_select(0, kept).index_select(1, kept);
     const auto s = state.logit_grad_norm_sq().index_select(0, kept);
@@ -31,7 +37,7 @@ class GramMethod final : public UpdateMethod {
                                        "the Gram matrix of " + name_);
     auto x = torch::zeros({state.num_samples()}, torch::kDouble);
     x.index_copy_(0, kept, sol.x);
-    Direction out{state.jt_times(x)};
+    Direction out;
     out.true_weights = x;
     out.status = sol.status;
     return out;

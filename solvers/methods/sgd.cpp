@@ -1,4 +1,6 @@
 // sgd: d = g. The reference every γ is compared with; the damping axis does not apply.
+#include <torch/torch.h>
+
 #include "solvers/methods/families.h"
 
 namespace fisheval::solvers {
@@ -9,7 +11,17 @@ class Sgd final : public UpdateMethod {
   std::string name() const override { return "sgd"; }
   unsigned needs() const override { return kNeedsGradient; }
   bool damped() const override { return false; }
-  Direction direction(BatchState& state, double) override { return Direction{state.grad().clone()}; }
+  Direction direction(BatchState& state, double damping) override {
+    auto out = weights_only(state, damping);
+    out.d = state.grad().clone();
+    return out;
+  }
+  // g = Jᵀ1: the weights are all ones.
+  Direction weights_only(BatchState& state, double) override {
+    Direction out;
+    out.true_weights = torch::ones({state.num_samples()}, torch::kDouble);
+    return out;
+  }
 };
 
 }  // namespace

@@ -1,0 +1,63 @@
+// fisheval bench: each stage of an evaluation timed as a multiple of one forward+backward.
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <fstream>
+#include <iostream>
+
+#include "checkpoints/error.h"
+#include "eval/bench.h"
+#include "eval/cli/cli.h"
+
+namespace fisheval::cli {
+
+int run_bench(const std::vector<std::string>& args) {
+  po::options_description options("Options", 110);
+  options.add_options()
+      ("checkpoint", po::value<std::string>(), "checkpoint to time (TorchScript or native), required")
+      ("data", po::value<std::string>()->default_value("fashion-mnist:test"), "data (HDF5 file or fashion-mnist[:split]); the first batch is used")
+      ("params", po::value<std::string>()->default_value(""), "parameter globs (default: saved requires_grad)")
+      ("loss", po::value<std::string>()->default_value("auto"), "auto | cross-entropy | squared-error")
+      ("batch-size", po::value<int64_t>()->default_value(32), "samples per batch N")
+      ("methods", po::value<std::string>()->default_value(""), "comma-separated methods (default: every registered method but ng-cg and ng-dense)")
+      ("dampings", po::value<int64_t>()->default_value(10), "damping values per method (log grid 1e-6..1, relative)")
+      ("repeats", po::value<int64_t>()->default_value(5), "timed repetitions per stage (the median is reported)")
+      ("dtype", po::value<std::string>()->default_value("auto"), "auto | float32 | float64")
+      ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N")
+      ("threads", po::value<int>()->default_value(0), "CPU threads (0 = LibTorch's default)")
+      ("json", po::value<std::string>(), "also write the figures as JSON to this file");
+  po::variables_map vm;
+  if (!parse("bench", "--checkpoint FILE [OPTIONS]", options, {}, args, vm)) return kExitOk;
+  if (!vm.count("checkpoint")) throw InputError("--checkpoint FILE is required");
+  if (vm["threads"].as<int>() > 0) torch::set_num_threads(vm["threads"].as<int>());
+  BenchOptions o;
+  o.checkpoint = vm["checkpoint"].as<std::string>();
+  o.data = vm["data"].as<std::string>();
+  o.params = vm["params"].as<std::string>();
+  o.loss = vm["loss"].as<std::string>();
+  o.batch_size = vm["batch-size"].as<int64_t>();
+  const auto methods = vm["methods"].as<std::string>();
+  std::string item;
+  for (char ch : methods + ",") {
+    if (ch == ',') {
+      if (!item.empty()) o.methods.push_back(item);
+      item.clear();
+    } else {
+      item += ch;
+    }
+  }
+  o.dampings = vm["dampings"].as<int64_t>();
+  o.repeats = vm["repeats"].as<int64_t>();
+  o.dtype = vm["dtype"].as<std::string>();
+  o.device = vm["device"].as<std::string>();
+  const auto report = run_bench(o);
+  std::cout << report.table();
+  if (vm.count("json")) {
+    std::ofstream out(vm["json"].as<std::string>());
+    out << report.json();
+    if (!out.flush()) throw Error("cannot write " + vm["json"].as<std::string>());
+  }
+  return kExitOk;
+}
+
+}  // namespace fisheval::cli
