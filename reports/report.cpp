@@ -16,7 +16,6 @@ namespace fs = std::filesystem;
 namespace fisheval {
 namespace {
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // Mean and standard deviation (ddof = 1; 0 for one value) of the finite values.
 MeanStd stats_of(const std::vector<double>& values) {

@@ -3,6 +3,7 @@
 // and run metadata, and the toy problem of the paper's Figure 1 as background.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
