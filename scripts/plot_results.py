@@ -353,7 +353,8 @@ def fig_quality_over_training(r, j, out):
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("γ / γ_SGD  (ratio, log scale; < 1 beats SGD)")
-    ax.set_title(f"Approximation quality over training, λ = {fmt_damping(r.dampings[j])}")
+    mode = " (relative)" if r.damping_mode == "relative" else ""
+    ax.set_title(f"Approximation quality over training, λ = {fmt_damping(r.dampings[j])}{mode}")
     plain_log_axis(ax)
 
     for name, label, colour, ls in (("grad_norm_imbalance", "per-sample gradients ‖∇θ l_n‖", "#222222", "-"),
@@ -417,6 +418,8 @@ def fig_damping_robustness(r, out):
                 ax.plot([pos[b]], [mean[c, m, b]], marker="*", ms=15, color=col, mec="black", mew=0.9, ls="none",
                         zorder=5)
         ax.axhline(1.0, color=method_colour("sgd"), ls=":", lw=1.5)
+        if not np.isfinite(mean[c]).any():
+            ax.text(0.5, 0.5, "no finished batches", transform=ax.transAxes, ha="center", va="center", color="0.4")
         ax.set_yscale("log")
         damping_axis(ax, r.dampings, zero_at)
         ax.set_title(f"step {r.steps[c]}" if "step" in x_label else f"checkpoint {c} (step {r.steps[c]})")

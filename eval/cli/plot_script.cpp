@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 
 #include "checkpoints/error.h"
 
@@ -73,6 +74,8 @@ PlotScript find_plot_script() {
 }
 
 void run_plot_script(const PlotScript& plot, const std::vector<std::string>& args) {
+  std::cout.flush();  // our output first, then the script's
+  std::cerr.flush();
   std::vector<std::string> argv{plot.python, plot.script};
   argv.insert(argv.end(), args.begin(), args.end());
   const int rc = run(argv);
