@@ -219,7 +219,8 @@ ReportTables make_report_tables(const ResultFile& r, int64_t chosen,
   // Damping indices by increasing value (stable), for "ties: the smaller damping".
   std::vector<int64_t> order(D);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return info.dampings[a] < info.dampings[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return info.dampings[a] < info.dampings[b]; });
 
   for (int64_t m = 0; m < M; ++m) {
     for (int64_t c = 0; c < C; ++c) {
@@ -370,8 +371,9 @@ std::string report_html(const ReportInput& in) {
   h << "<h2>Figures</h2>\n" << figures_html(in.figures);
 
   h << "<h2>Approximation quality γ/γ<sub>SGD</sub> per method and stage</h2>\n"
-    << "<p>Mean ± standard deviation over batches (lower is better; the best approximate method of a stage in bold — ng-cg and ng-dense are the exact natural gradient, the floor). Exact "
-       "values: <a href=\"report.json\">report.json</a>, <a href=\"quality.csv\">quality.csv</a>.</p>\n";
+    << "<p>Mean ± standard deviation over batches, lower is better. The best approximate method of a stage is "
+       "in bold (ng-cg and ng-dense are the exact natural gradient at λ = 0, the floor). Exact values: "
+       "<a href=\"report.json\">report.json</a>, <a href=\"quality.csv\">quality.csv</a>.</p>\n";
   const size_t selections = t.quality.empty() ? 0 : t.quality.front().at.size();
   for (size_t k = 0; k < selections; ++k) {
     const auto& first = t.quality.front().at[k];

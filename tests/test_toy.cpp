@@ -99,7 +99,10 @@ TEST(Toy, FieldsLossAndTrajectoriesFollowTheirDefinitions) {
       const double t0 = r.theta0[j], t1 = r.theta1[i];
       EXPECT_NEAR(r.loss[i * G + j], 0.5 * t0 * t0 + 0.5 * (t0 + t1) * (t0 + t1), 1e-14);
       const Toy t(t0, t1);
-      const auto at = [&](int64_t m) { return V2{r.field[((m * G + i) * G + j) * 2], r.field[((m * G + i) * G + j) * 2 + 1]}; };
+      const auto at = [&](int64_t m) {
+        const int64_t k = ((m * G + i) * G + j) * 2;
+        return V2{r.field[k], r.field[k + 1]};
+      };
       EXPECT_LT(err(at(0), t.g), 1e-12);  // methods: sgd, ief, ef, ng-dense
       if (t.r[0] != 0 && t.r[1] != 0) {
         EXPECT_LT(err(at(1), t.ng(0.0)), 1e-9);

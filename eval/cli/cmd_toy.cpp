@@ -37,8 +37,10 @@ int run_toy(const std::vector<std::string>& args) {
       ("out", po::value<std::string>(), "output folder (created): toy.h5 and toy.png")
       ("methods", po::value<std::string>()->default_value(fmt::format("{}", fmt::join(defaults.methods, ","))),
        "comma-separated update methods")
-      ("damping", po::value<double>()->default_value(defaults.damping), "absolute damping λ of the damped methods")
-      ("lr", po::value<double>()->default_value(defaults.learning_rate), "learning rate η of the trajectories")
+      ("damping", po::value<double>()->default_value(defaults.damping, fmt::format("{:g}", defaults.damping)),
+       "absolute damping λ of the damped methods")
+      ("lr", po::value<double>()->default_value(defaults.learning_rate, fmt::format("{:g}", defaults.learning_rate)),
+       "learning rate η of the trajectories")
       ("steps", po::value<int64_t>()->default_value(defaults.steps), "updates per trajectory")
       ("grid", po::value<int64_t>()->default_value(defaults.grid), "grid points per axis of the vector fields")
       ("no-plot", po::bool_switch(), "write toy.h5 only (no Python needed)");
