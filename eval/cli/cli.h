@@ -44,6 +44,8 @@ int run_show(const std::vector<std::string>& args);
 int run_merge(const std::vector<std::string>& args);
 int run_methods(const std::vector<std::string>& args);
 int run_bench(const std::vector<std::string>& args);
+int run_report(const std::vector<std::string>& args);
+int run_toy(const std::vector<std::string>& args);
 
 }  // namespace fisheval::cli
 

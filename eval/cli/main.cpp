@@ -17,6 +17,8 @@ const std::vector<Command>& commands() {
       {"merge", "join the shard files of one sharded run into one result file", run_merge},
       {"methods", "list the update methods", run_methods},
       {"bench", "time each stage of an evaluation as a multiple of one forward+backward pass", run_bench},
+      {"report", "an HTML report with the paper's figures and tables of a result file", run_report},
+      {"toy", "the toy least-squares problem of the paper's Figure 1: vector fields and trajectories", run_toy},
   };
   return list;
 }
