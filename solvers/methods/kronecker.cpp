@@ -66,8 +66,11 @@ const std::vector<at::Tensor>& kfe_eigenvalues(BatchState& state, bool reduce, c
       const auto UBt = B[i].vectors.t();
       auto E = torch::zeros({UBt.size(0), UA.size(0)}, UA.options());
       for (int64_t s = 0; s < b[i].size(0); ++s) {
-        const auto G = kron::per_sample_matrices(b[i][s], abar[i]);    // [N, rows, cols]
-        const auto rotated = torch::matmul(torch::matmul(UBt, G), UA);  // U_Bᵀ Ĝ U_A
+        const auto G = kron::per_sample_matrices(b[i][s], abar[i]);  // [N, rows, cols]
+        const int64_t N = G.size(0), rows = G.size(1), cols = G.size(2);
+        // U_Bᵀ Ĝ_n U_A: the right factor as one product over the stacked rows.
+        const auto right = torch::mm(G.reshape({N * rows, cols}), UA).reshape({N, rows, cols});
+        const auto rotated = torch::matmul(UBt, right);
         E += (rotated.square() * w[s].view({-1, 1, 1})).sum(0);
       }
       out.push_back(E);

@@ -176,10 +176,13 @@ class ShampooMethod final : public UpdateMethod {
       auto SL = torch::zeros({blk.rows, blk.rows}, abar[i].options());
       auto SR = torch::zeros({blk.cols, blk.cols}, abar[i].options());
       for (int64_t s = 0; s < b[i].size(0); ++s) {
-        const auto G = kron::per_sample_matrices(b[i][s], abar[i]);  // [N, rows, cols]
-        const auto Gw = G * w[s].view({-1, 1, 1});
-        SL += torch::matmul(Gw, G.transpose(1, 2)).sum(0);
-        SR += torch::matmul(Gw.transpose(1, 2), G).sum(0);
+        // √w_sn Ĝ_sn stacked: S_R = Σ_n (√w Ĝ_n)ᵀ(√w Ĝ_n) from rows [N·rows, cols], S_L from [rows, N·cols].
+        const auto G = kron::per_sample_matrices(b[i][s], abar[i]) * w[s].sqrt().view({-1, 1, 1});
+        const int64_t N = G.size(0);
+        const auto X = G.reshape({N * blk.rows, blk.cols});
+        const auto Y = G.transpose(0, 1).reshape({blk.rows, N * blk.cols});
+        SR += torch::mm(X.t(), X);
+        SL += torch::mm(Y, Y.t());
       }
       st.left.push_back(kron::symmetric_eigen(SL));
       st.right.push_back(kron::symmetric_eigen(SR));
