@@ -128,6 +128,10 @@ TEST(Fishy, WithOnlyTheOutputLayerSampledItIsFimShampoo) {
       EXPECT_TRUE(torch::equal(fishy, fim)) << "K = " << K << " λ = " << lambda << ": " << rel_err(fishy, fim);
     }
   }
+  // A deeper model with only its output layer selected.
+  KronBatch head("mlp_sigmoid_ce", 8, 2, 7, "4.*");
+  ASSERT_EQ(head.f.params, (std::vector<std::string>{"4.weight", "4.bias"}));
+  EXPECT_TRUE(torch::equal(head.direction("fishy", 1e-3).d, head.direction("fim-shampoo", 1e-3).d));
 }
 
 TEST(Fishy, OutputLayerAgreesWithFimShampooHiddenLayersAreSampledLocally) {
