@@ -90,7 +90,8 @@ at::Tensor block_of(const at::Tensor& flat, const mvp::ParamLayout& layout, cons
                         .reshape(with(lead, {block.rows, wcols})));
   }
   if (block.bias >= 0) {
-    parts.push_back(flat.narrow(-1, layout.offset(block.bias), layout.numel(block.bias)).reshape(with(lead, {block.rows, 1})));
+    parts.push_back(
+        flat.narrow(-1, layout.offset(block.bias), layout.numel(block.bias)).reshape(with(lead, {block.rows, 1})));
   }
   return torch::cat(parts, -1);
 }

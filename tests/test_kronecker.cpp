@@ -341,7 +341,8 @@ TEST(KroneckerDirections, BlocksAreDenseSolvesOfTheirKroneckerMatrices) {
           const auto d = kb.direction(ms.method, lambda, options).d;
           for (size_t i = 0; i < kron::plan(*kb.state, "test").blocks.size(); ++i) {
             const auto idx = indices_of_block(kb, i);
-            const auto expected = dense_solve(library_block(kb, ms.statistic, reduce, i), lambda, g.index_select(0, idx));
+            const auto expected =
+                dense_solve(library_block(kb, ms.statistic, reduce, i), lambda, g.index_select(0, idx));
             EXPECT_LT(rel_err(d.index_select(0, idx), expected), 1e-8)
                 << fixture << " " << ms.method << (reduce ? " reduce" : " expand") << " λ = " << lambda << " block "
                 << i;

@@ -152,7 +152,8 @@ TEST(Fishy, OutputLayerAgreesWithFimShampooHiddenLayersAreSampledLocally) {
   // Layer 0 (Linear(6, 5) → sigmoid) from its definition: o = x Wᵀ + b from the parameters,
   // y ~ Bernoulli(σ(o)) drawn with the layer's seed, Ĝ_kn = (σ(o_n) − y_kn) [x_n; 1]ᵀ.
   const auto x = kb.f.batch.inputs;
-  const auto o = torch::addmm(kb.f.model->parameter("0.bias").detach(), x, kb.f.model->parameter("0.weight").detach().t());
+  const auto W = kb.f.model->parameter("0.weight").detach(), bias = kb.f.model->parameter("0.bias").detach();
+  const auto o = torch::addmm(bias, x, W.t());
   const auto bs = solvers::local_output_grad_samples("sigmoid", o.unsqueeze(1), K, solvers::layer_seed(seed, 0));
   const auto xa = torch::cat({x, torch::ones({N, 1}, torch::kDouble)}, 1);
   const auto Gs = torch::einsum("kno,ni->knoi", {bs.squeeze(2), xa}).reshape({K * N, 5, 7});

@@ -176,7 +176,8 @@ class ShampooMethod final : public UpdateMethod {
       auto SL = torch::zeros({blk.rows, blk.rows}, abar[i].options());
       auto SR = torch::zeros({blk.cols, blk.cols}, abar[i].options());
       for (int64_t s = 0; s < b[i].size(0); ++s) {
-        // √w_sn Ĝ_sn stacked: S_R = Σ_n (√w Ĝ_n)ᵀ(√w Ĝ_n) from rows [N·rows, cols], S_L from [rows, N·cols].
+        // √w_sn Ĝ_sn stacked: S_R = Σ_n (√w Ĝ_n)ᵀ(√w Ĝ_n) from the rows [N·rows, cols],
+        // S_L from [rows, N·cols].
         const auto G = kron::per_sample_matrices(b[i][s], abar[i]) * w[s].sqrt().view({-1, 1, 1});
         const int64_t N = G.size(0);
         const auto X = G.reshape({N * blk.rows, blk.cols});
