@@ -25,6 +25,14 @@ const std::vector<Entry>& registry() {
       {{"sf", "sampled Fisher: (ĴᵀĴ/K + λI)⁻¹g, K sampled labels per datum"}, make_sf},
       {{"ng-cg", "natural gradient (F + λI)⁻¹g by linear CG on Fisher-vector products"}, make_ng_cg},
       {{"ng-dense", "natural gradient (F + λI)⁺g from the dense Fisher (small P only)"}, make_ng_dense},
+      {{"kfac", "K-FAC: per-layer A ⊗ B, B from sampled-label output gradients"}, make_kfac},
+      {{"kfac-exact", "K-FAC with B the exact expectation over labels (type-II, KFLR)"}, make_kfac_exact},
+      {{"ekfac", "empirical K-FAC: B from true-label output gradients"}, make_ekfac},
+      {{"iekfac", "improved empirical K-FAC: true-label output gradients weighted by 1/s_n"}, make_iekfac},
+      {{"kfe", "eigenvalue-corrected K-FAC (George et al.): K-FAC's eigenbasis, re-estimated eigenvalues"}, make_kfe},
+      {{"shampoo", "Shampoo: L^{-1/4} G R^{-1/4} from true-label per-sample gradients"}, make_shampoo},
+      {{"fim-shampoo", "Shampoo with sampled-label statistics and exponent -1/2"}, make_fim_shampoo},
+      {{"fishy", "Fishy: fim-shampoo with labels sampled locally at every layer"}, make_fishy},
   };
   return entries;
 }

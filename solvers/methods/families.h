@@ -14,5 +14,13 @@ std::unique_ptr<UpdateMethod> make_ief_param(const MethodOptions&);
 std::unique_ptr<UpdateMethod> make_sf(const MethodOptions&);
 std::unique_ptr<UpdateMethod> make_ng_cg(const MethodOptions&);
 std::unique_ptr<UpdateMethod> make_ng_dense(const MethodOptions&);
+std::unique_ptr<UpdateMethod> make_kfac(const MethodOptions&);
+std::unique_ptr<UpdateMethod> make_kfac_exact(const MethodOptions&);
+std::unique_ptr<UpdateMethod> make_ekfac(const MethodOptions&);
+std::unique_ptr<UpdateMethod> make_iekfac(const MethodOptions&);
+std::unique_ptr<UpdateMethod> make_kfe(const MethodOptions&);
+std::unique_ptr<UpdateMethod> make_shampoo(const MethodOptions&);
+std::unique_ptr<UpdateMethod> make_fim_shampoo(const MethodOptions&);
+std::unique_ptr<UpdateMethod> make_fishy(const MethodOptions&);
 
 }  // namespace fisheval::solvers

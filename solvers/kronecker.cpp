@@ -1,0 +1,274 @@
+#include "solvers/kronecker.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "checkpoints/error.h"
+
+namespace fisheval::solvers::kron {
+namespace {
+
+constexpr double kRcond = 1e-12;
+
+std::vector<int64_t> lead_shape(const at::Tensor& flat) {
+  return std::vector<int64_t>(flat.sizes().begin(), flat.sizes().end() - 1);
+}
+
+std::vector<int64_t> with(std::vector<int64_t> shape, std::initializer_list<int64_t> tail) {
+  shape.insert(shape.end(), tail.begin(), tail.end());
+  return shape;
+}
+
+// Keeps entries of a damped spectrum: all of them for λ > 0 (D ≥ 0), those above
+// 1e-12·max at λ = 0.
+at::Tensor kept_entries(const at::Tensor& D, double lambda) {
+  if (lambda > 0) return torch::ones_like(D, torch::kBool);
+  const double top = D.numel() ? D.max().item<double>() : 0.0;
+  return D.gt(kRcond * top).logical_and(D.gt(0));
+}
+
+void check_damping(double lambda) {
+  if (!(lambda >= 0)) throw Error(fmt::format("damping must be ≥ 0, got {}", lambda));
+}
+
+}  // namespace
+
+BlockPlan plan_blocks(const mvp::Linearisation& lin, const std::string& method) {
+  const auto& layout = lin.layout();
+  const auto& specs = lin.layers();
+  // A parameter belongs to a block only when exactly one tapped layer owns it.
+  std::vector<int> owners(layout.count(), 0);
+  for (size_t l = 0; l < specs.size(); ++l) {
+    if (lin.weight_index(l) >= 0) ++owners[lin.weight_index(l)];
+    if (lin.bias_index(l) >= 0) ++owners[lin.bias_index(l)];
+  }
+  BlockPlan plan;
+  std::vector<bool> owned(layout.count(), false);
+  for (size_t l = 0; l < specs.size(); ++l) {
+    LayerBlock block;
+    block.layer = l;
+    block.weight = lin.weight_index(l) >= 0 && owners[lin.weight_index(l)] == 1 ? lin.weight_index(l) : -1;
+    block.bias = lin.bias_index(l) >= 0 && owners[lin.bias_index(l)] == 1 ? lin.bias_index(l) : -1;
+    if (block.weight < 0 && block.bias < 0) continue;
+    if (block.weight >= 0) {
+      block.rows = layout.shape(block.weight)[0];
+      block.cols = layout.numel(block.weight) / block.rows;
+      owned[block.weight] = true;
+    }
+    if (block.bias >= 0) {
+      block.rows = layout.numel(block.bias);
+      block.cols += 1;
+      owned[block.bias] = true;
+    }
+    plan.blocks.push_back(block);
+  }
+  std::vector<std::string> names;
+  for (size_t i = 0; i < layout.count(); ++i) {
+    if (owned[i]) continue;
+    plan.uncovered.push_back(static_cast<int>(i));
+    plan.uncovered_size += layout.numel(i);
+    names.push_back(layout.names()[i]);
+  }
+  if (plan.blocks.empty() && !names.empty()) {
+    const size_t shown = std::min<size_t>(names.size(), 8);
+    throw InputError(fmt::format(
+        "{} needs layer taps, but none of the selected parameters is the weight or bias of a tapped Linear/Conv2d "
+        "layer (untapped: {}{}). Export the model with scripts/export_checkpoint.py, which taps nn.Linear and "
+        "nn.Conv2d, or use a method without layer structure (sgd, ef, ief, ief-param, sf, ng-cg, ng-dense)",
+        method, fmt::join(names.begin(), names.begin() + shown, ", "),
+        names.size() > shown ? fmt::format(" and {} more", names.size() - shown) : ""));
+  }
+  return plan;
+}
+
+at::Tensor block_of(const at::Tensor& flat, const mvp::ParamLayout& layout, const LayerBlock& block) {
+  const auto lead = lead_shape(flat);
+  std::vector<at::Tensor> parts;
+  if (block.weight >= 0) {
+    const int64_t wcols = block.cols - (block.bias >= 0 ? 1 : 0);
+    parts.push_back(flat.narrow(-1, layout.offset(block.weight), layout.numel(block.weight))
+                        .reshape(with(lead, {block.rows, wcols})));
+  }
+  if (block.bias >= 0) {
+    parts.push_back(
+        flat.narrow(-1, layout.offset(block.bias), layout.numel(block.bias)).reshape(with(lead, {block.rows, 1})));
+  }
+  return torch::cat(parts, -1);
+}
+
+void put_block(at::Tensor& flat, const at::Tensor& matrix, const mvp::ParamLayout& layout, const LayerBlock& block) {
+  if (block.weight >= 0) {
+    const int64_t wcols = block.cols - (block.bias >= 0 ? 1 : 0);
+    flat.narrow(0, layout.offset(block.weight), layout.numel(block.weight))
+        .copy_(matrix.narrow(1, 0, wcols).reshape({-1}));
+  }
+  if (block.bias >= 0) {
+    flat.narrow(0, layout.offset(block.bias), layout.numel(block.bias)).copy_(matrix.select(1, block.cols - 1));
+  }
+}
+
+at::Tensor uncovered_of(const at::Tensor& flat, const mvp::ParamLayout& layout, const BlockPlan& plan) {
+  std::vector<at::Tensor> parts;
+  for (const int i : plan.uncovered) parts.push_back(flat.narrow(-1, layout.offset(i), layout.numel(i)));
+  if (parts.empty()) return torch::zeros(with(lead_shape(flat), {0}), flat.options());
+  return torch::cat(parts, -1);
+}
+
+void put_uncovered(at::Tensor& flat, const at::Tensor& values, const mvp::ParamLayout& layout, const BlockPlan& plan) {
+  int64_t offset = 0;
+  for (const int i : plan.uncovered) {
+    flat.narrow(0, layout.offset(i), layout.numel(i)).copy_(values.narrow(0, offset, layout.numel(i)));
+    offset += layout.numel(i);
+  }
+}
+
+at::Tensor augmented_inputs(const mvp::Linearisation& lin, const LayerBlock& block) {
+  std::vector<at::Tensor> parts;
+  if (block.weight >= 0) parts.push_back(lin.layer_input_tokens(block.layer).to(torch::kDouble));
+  if (block.bias >= 0) {
+    const auto out = lin.layer_output_tokens(block.layer);
+    parts.push_back(torch::ones({out.size(0), out.size(1), 1}, out.options().dtype(torch::kDouble)));
+  }
+  return torch::cat(parts, -1);
+}
+
+at::Tensor input_factor(const at::Tensor& abar, bool reduce) {
+  const int64_t cols = abar.size(2);
+  // expand: A = (1/(N·T)) Σ_{n,t} ā_nt ā_ntᵀ;  reduce: A = (1/N) Σ_n ā_n ā_nᵀ with ā_n = mean_t ā_nt.
+  const auto rows = reduce ? abar.mean(1) : abar.reshape({-1, cols});
+  return torch::mm(rows.t(), rows) / static_cast<double>(rows.size(0));
+}
+
+at::Tensor output_factor(const at::Tensor& b, const at::Tensor& weights, bool reduce) {
+  const int64_t S = b.size(0), N = b.size(1), T = b.size(2), rows = b.size(3);
+  const auto w = weights.defined() ? weights.to(b.options()) : torch::ones({S, N}, b.options());
+  if (reduce) {
+    // B = Σ_{s,n} w_sn b_sn b_snᵀ with b_sn = Σ_t b_snt.
+    const auto x = b.sum(2).reshape({S * N, rows});
+    return torch::mm((x * w.reshape({S * N, 1})).t(), x);
+  }
+  // B = Σ_{s,n,t} w_sn b_snt b_sntᵀ.
+  const auto x = b.reshape({S * N * T, rows});
+  const auto wt = w.unsqueeze(2).expand({S, N, T}).reshape({S * N * T, 1});
+  return torch::mm((x * wt).t(), x);
+}
+
+at::Tensor per_sample_matrices(const at::Tensor& b_s, const at::Tensor& abar) {
+  return torch::bmm(b_s.transpose(1, 2), abar);  // Σ_t b_nt ā_ntᵀ
+}
+
+Eigen symmetric_eigen(const at::Tensor& M) {
+  const auto M64 = M.to(torch::kDouble);
+  auto [values, vectors] = at::linalg_eigh(0.5 * (M64 + M64.t()));
+  return {values.clamp_min(0), vectors};
+}
+
+std::pair<at::Tensor, bool> eigenbasis_solve(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& D,
+                                             const at::Tensor& G, double lambda) {
+  check_damping(lambda);
+  const auto rotated = torch::mm(torch::mm(UB.t(), G), UA);  // U_Bᵀ G U_A
+  const auto keep = kept_entries(D, lambda);
+  const auto scaled = torch::where(keep, rotated / (D + lambda), torch::zeros_like(rotated));
+  const bool dropped = !keep.all().item<bool>();
+  return {torch::mm(torch::mm(UB, scaled), UA.t()), dropped};
+}
+
+std::pair<at::Tensor, bool> kronecker_solve(const Eigen& A, const Eigen& B, const at::Tensor& G, double lambda) {
+  return eigenbasis_solve(B.vectors, A.vectors, torch::outer(B.values, A.values), G, lambda);
+}
+
+std::pair<at::Tensor, bool> diagonal_solve(const at::Tensor& D, const at::Tensor& g, double lambda) {
+  check_damping(lambda);
+  const auto keep = kept_entries(D, lambda);
+  const auto x = torch::where(keep, g / (D + lambda), torch::zeros_like(g));
+  return {x, !keep.all().item<bool>()};
+}
+
+const char* statistic_name(Statistic statistic) {
+  switch (statistic) {
+    case Statistic::kSampled: return "sampled";
+    case Statistic::kExact: return "exact";
+    case Statistic::kTrue: return "true";
+    case Statistic::kTrueOverS: return "true-over-s";
+  }
+  return "?";
+}
+
+Seeds seeds_of(BatchState& state, Statistic statistic) {
+  auto& lin = state.lin();
+  const int64_t N = state.num_samples();
+  const auto opts = torch::TensorOptions().dtype(torch::kDouble).device(lin.device());
+  switch (statistic) {
+    case Statistic::kSampled: {
+      const auto& u = state.sampled_logit_grad();
+      return {u, torch::full({u.size(0), N}, 1.0 / static_cast<double>(u.size(0)), opts)};
+    }
+    case Statistic::kExact: {
+      const auto u = state.loss_fn().hessian_sqrt(lin.logits(), state.targets());
+      return {u, torch::ones({u.size(0), N}, opts)};
+    }
+    case Statistic::kTrue:
+      return {state.logit_grad().unsqueeze(0), torch::ones({1, N}, opts)};
+    case Statistic::kTrueOverS: {
+      const auto s = state.logit_grad_norm_sq().to(opts);
+      const auto w = torch::where(s.gt(0), 1.0 / s, torch::zeros_like(s));
+      return {state.logit_grad().unsqueeze(0), w.unsqueeze(0)};
+    }
+  }
+  throw Error("unknown statistic");
+}
+
+const BlockPlan& plan(BatchState& state, const std::string& method) {
+  return state.memo<BlockPlan>("kron/plan", [&] { return plan_blocks(state.lin(), method); });
+}
+
+const std::vector<at::Tensor>& augmented_inputs(BatchState& state, const std::string& method) {
+  return state.memo<std::vector<at::Tensor>>("kron/abar", [&] {
+    std::vector<at::Tensor> out;
+    for (const auto& block : plan(state, method).blocks) out.push_back(augmented_inputs(state.lin(), block));
+    return out;
+  });
+}
+
+const std::vector<at::Tensor>& output_grads(BatchState& state, Statistic statistic, const std::string& method) {
+  // The 1/s_n weighting does not change b: it shares the true-label gradients.
+  if (statistic == Statistic::kTrueOverS) statistic = Statistic::kTrue;
+  return state.memo<std::vector<at::Tensor>>(fmt::format("kron/b/{}", statistic_name(statistic)), [&] {
+    const auto& blocks = plan(state, method).blocks;
+    const auto per_layer = state.lin().layer_output_grad_tokens(seeds_of(state, statistic).u);
+    std::vector<at::Tensor> out;
+    for (const auto& block : blocks) out.push_back(per_layer[block.layer].to(torch::kDouble));
+    return out;
+  });
+}
+
+const std::vector<Eigen>& input_factors(BatchState& state, bool reduce, const std::string& method) {
+  return state.memo<std::vector<Eigen>>(reduce ? "kron/A/reduce" : "kron/A/expand", [&] {
+    std::vector<Eigen> out;
+    for (const auto& abar : augmented_inputs(state, method)) out.push_back(symmetric_eigen(input_factor(abar, reduce)));
+    return out;
+  });
+}
+
+const at::Tensor& statistic_weights(BatchState& state, Statistic statistic) {
+  return state.memo<at::Tensor>(fmt::format("kron/w/{}", statistic_name(statistic)),
+                                [&] { return seeds_of(state, statistic).weights; });
+}
+
+const at::Tensor& uncovered_rows(BatchState& state, Statistic statistic, const std::string& method) {
+  if (statistic == Statistic::kTrueOverS) statistic = Statistic::kTrue;
+  return state.memo<at::Tensor>(fmt::format("kron/rows/{}", statistic_name(statistic)), [&] {
+    const auto& p = plan(state, method);
+    auto& lin = state.lin();
+    if (p.uncovered_size == 0) return at::Tensor();
+    const auto u = seeds_of(state, statistic).u;
+    std::vector<at::Tensor> per_seed;
+    // One seed set at a time: the per-sample rows [N, P] are reduced to the uncovered entries.
+    for (int64_t s = 0; s < u.size(0); ++s) {
+      per_seed.push_back(uncovered_of(lin.per_sample(u[s]), lin.layout(), p).to(torch::kDouble));
+    }
+    return torch::stack(per_seed);
+  });
+}
+
+}  // namespace fisheval::solvers::kron

@@ -1,0 +1,156 @@
+// The KFAC family: block-diagonal curvature, one block per tapped layer, each block
+// A ⊗ B (solvers/kronecker.h has the factor scalings: A = mean of ā āᵀ, B = sum of b bᵀ)
+// inverted exactly in the factors' eigenbasis,
+//   (A ⊗ B + λI)⁻¹ vec G  ↔  U_B [(U_Bᵀ G U_A) / (σ_B σ_Aᵀ + λ)] U_Aᵀ,
+// with the pseudo-inverse at λ = 0 (σ_B σ_A ≤ 1e-12·max dropped, status pseudo-inverse).
+//
+//   kfac        B from sampled-label output gradients r̂ (K draws):   B = (1/K) Σ_k Σ b̂ b̂ᵀ
+//   kfac-exact  B from the columns of the loss Hessian's square root: B = Σ_j Σ b_j b_jᵀ
+//   ekfac       B from the true-label output gradients r:             B = Σ b bᵀ
+//   iekfac      as ekfac, sample n weighted by 1/s_n:                 B = Σ_n (1/s_n) Σ b bᵀ
+//   kfe         George et al.'s eigenvalue-corrected K-FAC: the eigenbases U_A, U_B of kfac,
+//               eigenvalues re-estimated from the sampled per-sample gradient matrices
+//               E = (1/K) Σ_{k,n} (U_Bᵀ Ĝ_kn U_A)²,  d = U_B [(U_Bᵀ G U_A) / (E + λ)] U_Aᵀ
+//
+// Selected parameters that no tapped layer owns get a diagonal block of the same statistic:
+//   d_i = g_i / (D_i + λ),  D_i = Σ_{s,n} w_sn (∇θ⟨u_sn, z_n⟩)_i²
+// (kfac and kfe: the sampled rows, w = 1/K; kfac-exact: the Hessian square-root columns,
+// so D is the exact GGN diagonal; ekfac: true labels; iekfac: true labels weighted 1/s_n),
+// with the pseudo-inverse at λ = 0.
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "checkpoints/error.h"
+#include "solvers/kronecker.h"
+#include "solvers/methods/families.h"
+
+namespace fisheval::solvers {
+namespace {
+
+using kron::Statistic;
+
+// B per block, eigen-decomposed, for a statistic and the expand/reduce choice.
+const std::vector<kron::Eigen>& output_factors(BatchState& state, Statistic statistic, bool reduce,
+                                               const std::string& method) {
+  const auto key = fmt::format("kron/B/{}/{}", kron::statistic_name(statistic), reduce ? "reduce" : "expand");
+  return state.memo<std::vector<kron::Eigen>>(key, [&] {
+    const auto& b = kron::output_grads(state, statistic, method);
+    const auto& w = kron::statistic_weights(state, statistic);
+    std::vector<kron::Eigen> out;
+    for (const auto& bl : b) out.push_back(kron::symmetric_eigen(kron::output_factor(bl, w, reduce)));
+    return out;
+  });
+}
+
+// The fallback diagonal D over the uncovered entries.
+const at::Tensor& fallback_diagonal(BatchState& state, Statistic statistic, const std::string& method) {
+  return state.memo<at::Tensor>(fmt::format("kron/diag/{}", kron::statistic_name(statistic)), [&] {
+    const auto& rows = kron::uncovered_rows(state, statistic, method);  // [S, N, U]
+    if (!rows.defined()) return at::Tensor();
+    const auto& w = kron::statistic_weights(state, statistic);
+    return (rows.square() * w.unsqueeze(2)).sum(at::IntArrayRef{0, 1});
+  });
+}
+
+// KFE eigenvalues per block: E = Σ_{s,n} w_sn (U_Bᵀ Ĝ_sn U_A)² from the sampled gradients.
+const std::vector<at::Tensor>& kfe_eigenvalues(BatchState& state, bool reduce, const std::string& method) {
+  return state.memo<std::vector<at::Tensor>>(fmt::format("kfe/E/{}", reduce ? "reduce" : "expand"), [&] {
+    const auto& A = kron::input_factors(state, reduce, method);
+    const auto& B = output_factors(state, Statistic::kSampled, reduce, method);
+    const auto& b = kron::output_grads(state, Statistic::kSampled, method);
+    const auto& abar = kron::augmented_inputs(state, method);
+    const auto& w = kron::statistic_weights(state, Statistic::kSampled);
+    std::vector<at::Tensor> out;
+    for (size_t i = 0; i < b.size(); ++i) {
+      const auto& UA = A[i].vectors;
+      const auto UBt = B[i].vectors.t();
+      auto E = torch::zeros({UBt.size(0), UA.size(0)}, UA.options());
+      for (int64_t s = 0; s < b[i].size(0); ++s) {
+        const auto G = kron::per_sample_matrices(b[i][s], abar[i]);  // [N, rows, cols]
+        const int64_t N = G.size(0), rows = G.size(1), cols = G.size(2);
+        // U_Bᵀ Ĝ_n U_A: the right factor as one product over the stacked rows.
+        const auto right = torch::mm(G.reshape({N * rows, cols}), UA).reshape({N, rows, cols});
+        const auto rotated = torch::matmul(UBt, right);
+        E += (rotated.square() * w[s].view({-1, 1, 1})).sum(0);
+      }
+      out.push_back(E);
+    }
+    return out;
+  });
+}
+
+class KroneckerMethod final : public UpdateMethod {
+ public:
+  KroneckerMethod(std::string name, Statistic statistic, bool eigen_corrected, const MethodOptions& options)
+      : name_(std::move(name)),
+        statistic_(statistic),
+        kfe_(eigen_corrected),
+        reduce_(options.kfac_reduce),
+        policy_(options.singular) {}
+
+  std::string name() const override { return name_; }
+  unsigned needs() const override {
+    return kNeedsGradient | kNeedsLayerTaps | (statistic_ == Statistic::kSampled ? kNeedsSampledGradients : 0u);
+  }
+
+  Direction direction(BatchState& state, double damping) override {
+    const auto& plan = kron::plan(state, name_);
+    const auto& layout = state.lin().layout();
+    const auto& A = kron::input_factors(state, reduce_, name_);
+    const auto& B = output_factors(state, statistic_, reduce_, name_);
+    const auto* E = kfe_ ? &kfe_eigenvalues(state, reduce_, name_) : nullptr;
+    const auto& g = state.grad();
+    const auto g64 = g.to(torch::kDouble);
+    auto d = torch::zeros_like(g64);
+    bool dropped = false;
+    for (size_t i = 0; i < plan.blocks.size(); ++i) {
+      const auto G = kron::block_of(g64, layout, plan.blocks[i]);
+      const auto [X, lost] = kfe_ ? kron::eigenbasis_solve(B[i].vectors, A[i].vectors, (*E)[i], G, damping)
+                                  : kron::kronecker_solve(A[i], B[i], G, damping);
+      kron::put_block(d, X, layout, plan.blocks[i]);
+      dropped = dropped || lost;
+    }
+    if (plan.uncovered_size > 0) {
+      const auto& D = fallback_diagonal(state, statistic_, name_);
+      const auto [x, lost] = kron::diagonal_solve(D, kron::uncovered_of(g64, layout, plan), damping);
+      kron::put_uncovered(d, x, layout, plan);
+      dropped = dropped || lost;
+    }
+    if (dropped && policy_ == SingularPolicy::kError) {
+      throw Error(fmt::format("{}: a curvature block is singular at damping {:g}; use a positive damping, or "
+                              "--singular pinv for the pseudo-inverse",
+                              name_, damping));
+    }
+    Direction out;
+    out.d = d.to(g.scalar_type());
+    out.status = dropped ? SolveStatus::kPseudoInverse : SolveStatus::kExact;
+    return out;
+  }
+
+ private:
+  std::string name_;
+  Statistic statistic_;
+  bool kfe_;
+  bool reduce_;
+  SingularPolicy policy_;
+};
+
+}  // namespace
+
+std::unique_ptr<UpdateMethod> make_kfac(const MethodOptions& o) {
+  return std::make_unique<KroneckerMethod>("kfac", Statistic::kSampled, false, o);
+}
+std::unique_ptr<UpdateMethod> make_kfac_exact(const MethodOptions& o) {
+  return std::make_unique<KroneckerMethod>("kfac-exact", Statistic::kExact, false, o);
+}
+std::unique_ptr<UpdateMethod> make_ekfac(const MethodOptions& o) {
+  return std::make_unique<KroneckerMethod>("ekfac", Statistic::kTrue, false, o);
+}
+std::unique_ptr<UpdateMethod> make_iekfac(const MethodOptions& o) {
+  return std::make_unique<KroneckerMethod>("iekfac", Statistic::kTrueOverS, false, o);
+}
+std::unique_ptr<UpdateMethod> make_kfe(const MethodOptions& o) {
+  return std::make_unique<KroneckerMethod>("kfe", Statistic::kSampled, true, o);
+}
+
+}  // namespace fisheval::solvers

@@ -1,0 +1,232 @@
+// The Shampoo family (Gupta et al.; Anil et al.; Peirson et al.'s Fishy), one block per
+// tapped layer, the block's gradient as a matrix G = [W | b] (solvers/kronecker.h):
+//
+//   Ĝ_sn   per-sample gradient matrices Σ_t b_snt ā_ntᵀ, weights w_sn
+//   S_L = Σ_{s,n} w_sn Ĝ_sn Ĝ_snᵀ,   S_R = Σ_{s,n} w_sn Ĝ_snᵀ Ĝ_sn
+//   L = S_L + (λ + ε σ_max(S_L)) I,  R = S_R + (λ + ε σ_max(S_R)) I     (ε = --shampoo-epsilon,
+//                                                                          relative, so λ = 0 stays finite)
+//   d = L^{-p} G R^{-p}   (inverse roots by eigen-decomposition in float64)
+//
+//   shampoo      true-label gradients (w = 1),                                    p = 1/4
+//   fim-shampoo  sampled-label gradients, K draws (w = 1/K),                      p = 1/2
+//   fishy        gradients sampled locally at every layer (solvers/local_sampling.h), K draws (w = 1/K),
+//                p = 1/2; the output layer (the tapped layer whose output is the logits) uses the same
+//                draws as fim-shampoo, so on that layer fishy and fim-shampoo agree exactly.
+//
+// Selected parameters that no tapped layer owns are preconditioned on their own, flattened to
+// a vector v with per-sample rows v_sn of the same statistic (fishy: the sampled-label rows,
+// local sampling needs a layer):
+//   numel ≤ 2048  full matrix: d_v = (M + (λ + ε σ_max(M)) I)^{-2p} g_v,  M = Σ w_sn v_sn v_snᵀ
+//   numel > 2048  diagonal:    d_v = g_v / (D + λ + ε max D)^{2p},       D = Σ w_sn v_sn²
+// The exponent 2p gives a one-sided preconditioner the same power of the curvature as the
+// two-sided L^{-p} · R^{-p} (shampoo: −1/2, full-matrix AdaGrad; fim-shampoo, fishy: −1).
+// When λ + ε σ_max is 0 (an all-zero statistic at λ = 0, or ε = 0), zero eigenvalues are
+// dropped (pseudo-inverse, status pseudo-inverse).
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "checkpoints/error.h"
+#include "solvers/kronecker.h"
+#include "solvers/local_sampling.h"
+#include "solvers/methods/families.h"
+
+namespace fisheval::solvers {
+namespace {
+
+using kron::Eigen;
+using kron::Statistic;
+
+constexpr int64_t kFullMatrixMax = 2048;
+constexpr double kRcond = 1e-12;
+
+enum class Source { kTrue, kSampled, kLocal };
+
+const char* source_name(Source s) {
+  switch (s) {
+    case Source::kTrue: return "true";
+    case Source::kSampled: return "sampled";
+    case Source::kLocal: return "local";
+  }
+  return "?";
+}
+
+struct ShampooStatistics {
+  std::vector<Eigen> left, right;     // per block: S_L, S_R
+  std::vector<Eigen> full;            // per uncovered parameter: M (numel ≤ 2048), else undefined
+  std::vector<at::Tensor> diagonal;   // per uncovered parameter: D (numel > 2048), else undefined
+};
+
+// Whether layer l's output is the model's output (the same tensor as the logits).
+bool is_output_layer(mvp::Linearisation& lin, size_t l) {
+  const auto o = lin.layer_output_tokens(l);
+  const auto& z = lin.logits();
+  return o.numel() == z.numel() && o.data_ptr() == z.data_ptr();
+}
+
+// Fishy's output gradients per block: local draws, the model's own draws at the output layer.
+const std::vector<at::Tensor>& local_output_grads(BatchState& state, const std::string& method) {
+  return state.memo<std::vector<at::Tensor>>("fishy/b", [&] {
+    auto& lin = state.lin();
+    const auto& plan = kron::plan(state, method);
+    const int64_t K = state.options().mc_samples;
+    std::vector<at::Tensor> out;
+    for (size_t i = 0; i < plan.blocks.size(); ++i) {
+      const size_t l = plan.blocks[i].layer;
+      if (is_output_layer(lin, l)) {
+        out.push_back(kron::output_grads(state, Statistic::kSampled, method)[i]);
+      } else {
+        out.push_back(local_output_grad_samples(lin.layers()[l].activation, lin.layer_output_tokens(l), K,
+                                                layer_seed(state.options().seed, l)));
+      }
+    }
+    return out;
+  });
+}
+
+// (σ + shift)^{-power} with the pseudo-inverse where the shifted spectrum vanishes.
+std::pair<at::Tensor, bool> inverse_power(const at::Tensor& values, double shift, double power) {
+  const auto shifted = values + shift;
+  const double top = shifted.numel() ? shifted.max().item<double>() : 0.0;
+  const auto keep = shift > 0 ? shifted.gt(0) : shifted.gt(kRcond * top).logical_and(shifted.gt(0));
+  const auto inv = torch::where(keep, shifted.pow(-power), torch::zeros_like(shifted));
+  return {inv, !keep.all().item<bool>()};
+}
+
+double top_value(const at::Tensor& values) { return values.numel() ? values.max().item<double>() : 0.0; }
+
+class ShampooMethod final : public UpdateMethod {
+ public:
+  ShampooMethod(std::string name, Source source, double power, const MethodOptions& options)
+      : name_(std::move(name)),
+        source_(source),
+        power_(power),
+        epsilon_(options.shampoo_epsilon),
+        policy_(options.singular) {
+    if (!(epsilon_ >= 0)) throw InputError(fmt::format("--shampoo-epsilon must be ≥ 0, got {}", epsilon_));
+  }
+
+  std::string name() const override { return name_; }
+  unsigned needs() const override {
+    return kNeedsGradient | kNeedsLayerTaps | (source_ != Source::kTrue ? kNeedsSampledGradients : 0u);
+  }
+
+  Direction direction(BatchState& state, double damping) override {
+    if (!(damping >= 0)) throw Error(fmt::format("damping must be ≥ 0, got {}", damping));
+    const auto& plan = kron::plan(state, name_);
+    const auto& layout = state.lin().layout();
+    const auto& st = state.memo<ShampooStatistics>(fmt::format("shampoo/{}", source_name(source_)),
+                                                   [&] { return statistics(state); });
+    const auto& g = state.grad();
+    const auto g64 = g.to(torch::kDouble);
+    auto d = torch::zeros_like(g64);
+    bool dropped = false;
+    for (size_t i = 0; i < plan.blocks.size(); ++i) {
+      const auto G = kron::block_of(g64, layout, plan.blocks[i]);
+      // L^{-p} G R^{-p} = U_L [σ_L^{-p} ∘ (U_Lᵀ G U_R) ∘ σ_R^{-p}ᵀ] U_Rᵀ
+      const auto& L = st.left[i];
+      const auto& R = st.right[i];
+      const auto [li, lost_l] = inverse_power(L.values, damping + epsilon_ * top_value(L.values), power_);
+      const auto [ri, lost_r] = inverse_power(R.values, damping + epsilon_ * top_value(R.values), power_);
+      const auto core = torch::mm(torch::mm(L.vectors.t(), G), R.vectors) * torch::outer(li, ri);
+      kron::put_block(d, torch::mm(torch::mm(L.vectors, core), R.vectors.t()), layout, plan.blocks[i]);
+      dropped = dropped || lost_l || lost_r;
+    }
+    int64_t offset = 0;
+    std::vector<at::Tensor> parts;
+    const auto gu = kron::uncovered_of(g64, layout, plan);
+    for (size_t j = 0; j < plan.uncovered.size(); ++j) {
+      const int64_t m = layout.numel(plan.uncovered[j]);
+      const auto gv = gu.narrow(0, offset, m);
+      offset += m;
+      if (st.full[j].values.defined()) {
+        const auto& M = st.full[j];
+        const auto [inv, lost] = inverse_power(M.values, damping + epsilon_ * top_value(M.values), 2 * power_);
+        parts.push_back(torch::mv(M.vectors, inv * torch::mv(M.vectors.t(), gv)));
+        dropped = dropped || lost;
+      } else {
+        const auto& D = st.diagonal[j];
+        const auto [inv, lost] = inverse_power(D, damping + epsilon_ * top_value(D), 2 * power_);
+        parts.push_back(inv * gv);
+        dropped = dropped || lost;
+      }
+    }
+    if (!parts.empty()) kron::put_uncovered(d, torch::cat(parts), layout, plan);
+    if (dropped && policy_ == SingularPolicy::kError) {
+      throw Error(fmt::format("{}: a preconditioner factor is zero at damping {:g} with ε = {:g}; use a positive "
+                              "damping or --shampoo-epsilon, or --singular pinv for the pseudo-inverse",
+                              name_, damping, epsilon_));
+    }
+    Direction out;
+    out.d = d.to(g.scalar_type());
+    out.status = dropped ? SolveStatus::kPseudoInverse : SolveStatus::kExact;
+    return out;
+  }
+
+ private:
+  ShampooStatistics statistics(BatchState& state) {
+    const auto& plan = kron::plan(state, name_);
+    const Statistic statistic = source_ == Source::kTrue ? Statistic::kTrue : Statistic::kSampled;
+    const auto& b = source_ == Source::kLocal ? local_output_grads(state, name_)
+                                              : kron::output_grads(state, statistic, name_);
+    const auto& w = kron::statistic_weights(state, statistic);
+    const auto& abar = kron::augmented_inputs(state, name_);
+    ShampooStatistics st;
+    for (size_t i = 0; i < plan.blocks.size(); ++i) {
+      const auto& blk = plan.blocks[i];
+      auto SL = torch::zeros({blk.rows, blk.rows}, abar[i].options());
+      auto SR = torch::zeros({blk.cols, blk.cols}, abar[i].options());
+      for (int64_t s = 0; s < b[i].size(0); ++s) {
+        // √w_sn Ĝ_sn stacked: S_R = Σ_n (√w Ĝ_n)ᵀ(√w Ĝ_n) from the rows [N·rows, cols],
+        // S_L from [rows, N·cols].
+        const auto G = kron::per_sample_matrices(b[i][s], abar[i]) * w[s].sqrt().view({-1, 1, 1});
+        const int64_t N = G.size(0);
+        const auto X = G.reshape({N * blk.rows, blk.cols});
+        const auto Y = G.transpose(0, 1).reshape({blk.rows, N * blk.cols});
+        SR += torch::mm(X.t(), X);
+        SL += torch::mm(Y, Y.t());
+      }
+      st.left.push_back(kron::symmetric_eigen(SL));
+      st.right.push_back(kron::symmetric_eigen(SR));
+    }
+    if (plan.uncovered_size > 0) {
+      const auto& rows = kron::uncovered_rows(state, statistic, name_);  // [S, N, U]
+      const auto& layout = state.lin().layout();
+      int64_t offset = 0;
+      for (const int p : plan.uncovered) {
+        const int64_t m = layout.numel(p);
+        const auto v = rows.narrow(2, offset, m);
+        offset += m;
+        if (m <= kFullMatrixMax) {
+          const auto flat = v.reshape({-1, m});
+          const auto ws = w.reshape({-1, 1});
+          st.full.push_back(kron::symmetric_eigen(torch::mm((flat * ws).t(), flat)));
+          st.diagonal.emplace_back();
+        } else {
+          st.full.emplace_back();
+          st.diagonal.push_back((v.square() * w.unsqueeze(2)).sum(at::IntArrayRef{0, 1}));
+        }
+      }
+    }
+    return st;
+  }
+
+  std::string name_;
+  Source source_;
+  double power_;
+  double epsilon_;
+  SingularPolicy policy_;
+};
+
+}  // namespace
+
+std::unique_ptr<UpdateMethod> make_shampoo(const MethodOptions& o) {
+  return std::make_unique<ShampooMethod>("shampoo", Source::kTrue, 0.25, o);
+}
+std::unique_ptr<UpdateMethod> make_fim_shampoo(const MethodOptions& o) {
+  return std::make_unique<ShampooMethod>("fim-shampoo", Source::kSampled, 0.5, o);
+}
+std::unique_ptr<UpdateMethod> make_fishy(const MethodOptions& o) {
+  return std::make_unique<ShampooMethod>("fishy", Source::kLocal, 0.5, o);
+}
+
+}  // namespace fisheval::solvers
