@@ -157,20 +157,69 @@ at::Tensor per_sample_matrices(const at::Tensor& b_s, const at::Tensor& abar) {
   return torch::bmm(b_s.transpose(1, 2), abar);  // Σ_t b_nt ā_ntᵀ
 }
 
+std::pair<at::Tensor, at::Tensor> gradient_second_moments(const at::Tensor& b, const at::Tensor& abar,
+                                                          const at::Tensor& w) {
+  const int64_t S = b.size(0), N = b.size(1), T = b.size(2), rows = b.size(3), cols = abar.size(2);
+  auto SL = torch::zeros({rows, rows}, abar.options());
+  auto SR = torch::zeros({cols, cols}, abar.options());
+  const bool kernel = T < std::min(rows, cols);
+  const auto Ka = kernel ? torch::bmm(abar, abar.transpose(1, 2)) : at::Tensor();  // [N, T, T] ā·ā
+  for (int64_t s = 0; s < S; ++s) {
+    const auto ws = w[s].to(abar.options()).view({N, 1, 1});
+    const auto& bs = b[s];
+    if (kernel) {
+      // Ĝ_nᵀ Ĝ_n = Ā_nᵀ (B_n B_nᵀ) Ā_n,  Ĝ_n Ĝ_nᵀ = B_nᵀ (Ā_n Ā_nᵀ) B_n
+      const auto Kb = torch::bmm(bs, bs.transpose(1, 2)) * ws;  // [N, T, T]
+      SR += torch::mm(abar.reshape({N * T, cols}).t(), torch::bmm(Kb, abar).reshape({N * T, cols}));
+      SL += torch::mm(bs.reshape({N * T, rows}).t(), torch::bmm(Ka * ws, bs).reshape({N * T, rows}));
+    } else {
+      // √w_sn Ĝ_sn stacked: S_R from the rows [N·rows, cols], S_L from [rows, N·cols].
+      const auto G = per_sample_matrices(bs, abar) * ws.sqrt();
+      const auto X = G.reshape({N * rows, cols});
+      const auto Y = G.transpose(0, 1).reshape({rows, N * cols});
+      SR += torch::mm(X.t(), X);
+      SL += torch::mm(Y, Y.t());
+    }
+  }
+  return {SL, SR};
+}
+
+at::Tensor rotated_second_moment(const at::Tensor& b, const at::Tensor& abar, const at::Tensor& w,
+                                 const at::Tensor& UB, const at::Tensor& UA) {
+  const int64_t S = b.size(0), N = b.size(1);
+  const auto a_rot = torch::matmul(abar, UA);  // ã_nt = U_Aᵀ ā_nt
+  auto E = torch::zeros({UB.size(1), UA.size(1)}, abar.options());
+  for (int64_t s = 0; s < S; ++s) {
+    const auto b_rot = torch::matmul(b[s], UB);  // b̃_nt = U_Bᵀ b_nt
+    // U_Bᵀ Ĝ_n U_A = Σ_t b̃_nt ã_ntᵀ
+    const auto rotated = torch::bmm(b_rot.transpose(1, 2), a_rot);
+    E += (rotated.square() * w[s].to(abar.options()).view({N, 1, 1})).sum(0);
+  }
+  return E;
+}
+
 Eigen symmetric_eigen(const at::Tensor& M) {
   const auto M64 = M.to(torch::kDouble);
   auto [values, vectors] = at::linalg_eigh(0.5 * (M64 + M64.t()));
   return {values.clamp_min(0), vectors};
 }
 
-std::pair<at::Tensor, bool> eigenbasis_solve(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& D,
-                                             const at::Tensor& G, double lambda) {
+at::Tensor rotate(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& G) {
+  return torch::mm(torch::mm(UB.t(), G), UA);  // U_Bᵀ G U_A
+}
+
+std::pair<at::Tensor, bool> eigenbasis_apply(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& D,
+                                             const at::Tensor& rotated, double lambda, at::ScalarType dtype) {
   check_damping(lambda);
-  const auto rotated = torch::mm(torch::mm(UB.t(), G), UA);  // U_Bᵀ G U_A
   const auto keep = kept_entries(D, lambda);
   const auto scaled = torch::where(keep, rotated / (D + lambda), torch::zeros_like(rotated));
   const bool dropped = !keep.all().item<bool>();
-  return {torch::mm(torch::mm(UB, scaled), UA.t()), dropped};
+  return {torch::mm(torch::mm(UB.to(dtype), scaled.to(dtype)), UA.t().to(dtype)), dropped};
+}
+
+std::pair<at::Tensor, bool> eigenbasis_solve(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& D,
+                                             const at::Tensor& G, double lambda) {
+  return eigenbasis_apply(UB, UA, D, rotate(UB, UA, G), lambda, G.scalar_type());
 }
 
 std::pair<at::Tensor, bool> kronecker_solve(const Eigen& A, const Eigen& B, const at::Tensor& G, double lambda) {

@@ -79,6 +79,14 @@ at::Tensor input_factor(const at::Tensor& abar, bool reduce);
 at::Tensor output_factor(const at::Tensor& b, const at::Tensor& weights, bool reduce);
 // Ĝ_sn = Σ_t b_snt ā_ntᵀ for seed set s: [N, rows, cols].
 at::Tensor per_sample_matrices(const at::Tensor& b_s, const at::Tensor& abar);
+// Shampoo's statistics S_L = Σ_{s,n} w_sn Ĝ_sn Ĝ_snᵀ [rows, rows] and S_R = Σ w_sn Ĝ_snᵀ Ĝ_sn
+// [cols, cols] for b [S, N, T, rows], ā [N, T, cols], w [S, N]. With few tokens they come
+// from the token kernels (Ĝᵀ Ĝ = Āᵀ (B Bᵀ) Ā per sample, N·T·cols² instead of N·rows·cols²).
+std::pair<at::Tensor, at::Tensor> gradient_second_moments(const at::Tensor& b, const at::Tensor& abar,
+                                                          const at::Tensor& w);
+// KFE's eigenvalues E = Σ_{s,n} w_sn (U_Bᵀ Ĝ_sn U_A)² (elementwise), rotating the tokens first.
+at::Tensor rotated_second_moment(const at::Tensor& b, const at::Tensor& abar, const at::Tensor& w,
+                                 const at::Tensor& UB, const at::Tensor& UA);
 
 // Eigen-decomposition of a symmetric PSD matrix in float64: M = U diag(σ) Uᵀ with σ
 // ascending and clamped at 0 (rounding can make them slightly negative).
@@ -92,6 +100,12 @@ Eigen symmetric_eigen(const at::Tensor& M);
 // entries with D ≤ 1e-12·max D are dropped; `.second` says whether any was.
 std::pair<at::Tensor, bool> eigenbasis_solve(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& D,
                                              const at::Tensor& G, double lambda);
+// The same in two steps, so that a damping sweep rotates G once: rotate() gives
+// U_Bᵀ G U_A; eigenbasis_apply() divides by D + λ and rotates back, in `dtype` (the working
+// dtype: float32 runs do the back-rotation in float32).
+at::Tensor rotate(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& G);
+std::pair<at::Tensor, bool> eigenbasis_apply(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& D,
+                                             const at::Tensor& rotated, double lambda, at::ScalarType dtype);
 // (A ⊗ B + λI)⁻¹ applied to G: D = σ_B σ_Aᵀ in the basis of the factors' eigenvectors.
 std::pair<at::Tensor, bool> kronecker_solve(const Eigen& A, const Eigen& B, const at::Tensor& G, double lambda);
 // d_i = g_i / (D_i + λ), pseudo-inverse (D_i ≤ 1e-12·max D dropped) at λ = 0.

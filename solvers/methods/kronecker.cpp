@@ -62,18 +62,7 @@ const std::vector<at::Tensor>& kfe_eigenvalues(BatchState& state, bool reduce, c
     const auto& w = kron::statistic_weights(state, Statistic::kSampled);
     std::vector<at::Tensor> out;
     for (size_t i = 0; i < b.size(); ++i) {
-      const auto& UA = A[i].vectors;
-      const auto UBt = B[i].vectors.t();
-      auto E = torch::zeros({UBt.size(0), UA.size(0)}, UA.options());
-      for (int64_t s = 0; s < b[i].size(0); ++s) {
-        const auto G = kron::per_sample_matrices(b[i][s], abar[i]);  // [N, rows, cols]
-        const int64_t N = G.size(0), rows = G.size(1), cols = G.size(2);
-        // U_Bᵀ Ĝ_n U_A: the right factor as one product over the stacked rows.
-        const auto right = torch::mm(G.reshape({N * rows, cols}), UA).reshape({N, rows, cols});
-        const auto rotated = torch::matmul(UBt, right);
-        E += (rotated.square() * w[s].view({-1, 1, 1})).sum(0);
-      }
-      out.push_back(E);
+      out.push_back(kron::rotated_second_moment(b[i], abar[i], w, B[i].vectors, A[i].vectors));
     }
     return out;
   });
@@ -103,10 +92,18 @@ class KroneckerMethod final : public UpdateMethod {
     const auto g64 = g.to(torch::kDouble);
     auto d = torch::zeros_like(g64);
     bool dropped = false;
+    // U_Bᵀ G U_A per block, once for every damping.
+    const auto& rotated = state.memo<std::vector<at::Tensor>>(fmt::format("{}/{}/rotated", name_, reduce_), [&] {
+      std::vector<at::Tensor> out;
+      for (size_t i = 0; i < plan.blocks.size(); ++i) {
+        out.push_back(kron::rotate(B[i].vectors, A[i].vectors, kron::block_of(g64, layout, plan.blocks[i])));
+      }
+      return out;
+    });
     for (size_t i = 0; i < plan.blocks.size(); ++i) {
-      const auto G = kron::block_of(g64, layout, plan.blocks[i]);
-      const auto [X, lost] = kfe_ ? kron::eigenbasis_solve(B[i].vectors, A[i].vectors, (*E)[i], G, damping)
-                                  : kron::kronecker_solve(A[i], B[i], G, damping);
+      const auto D = kfe_ ? (*E)[i] : torch::outer(B[i].values, A[i].values);
+      const auto [X, lost] =
+          kron::eigenbasis_apply(B[i].vectors, A[i].vectors, D, rotated[i], damping, g.scalar_type());
       kron::put_block(d, X, layout, plan.blocks[i]);
       dropped = dropped || lost;
     }

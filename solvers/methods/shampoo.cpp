@@ -120,15 +120,24 @@ class ShampooMethod final : public UpdateMethod {
     const auto g64 = g.to(torch::kDouble);
     auto d = torch::zeros_like(g64);
     bool dropped = false;
+    // U_Lᵀ G U_R per block, once for every damping.
+    const auto& rotated = state.memo<std::vector<at::Tensor>>(fmt::format("{}/rotated", name_), [&] {
+      std::vector<at::Tensor> out;
+      for (size_t i = 0; i < plan.blocks.size(); ++i) {
+        out.push_back(kron::rotate(st.left[i].vectors, st.right[i].vectors, kron::block_of(g64, layout, plan.blocks[i])));
+      }
+      return out;
+    });
+    const auto dtype = g.scalar_type();
     for (size_t i = 0; i < plan.blocks.size(); ++i) {
-      const auto G = kron::block_of(g64, layout, plan.blocks[i]);
       // L^{-p} G R^{-p} = U_L [σ_L^{-p} ∘ (U_Lᵀ G U_R) ∘ σ_R^{-p}ᵀ] U_Rᵀ
       const auto& L = st.left[i];
       const auto& R = st.right[i];
       const auto [li, lost_l] = inverse_power(L.values, damping + epsilon_ * top_value(L.values), power_);
       const auto [ri, lost_r] = inverse_power(R.values, damping + epsilon_ * top_value(R.values), power_);
-      const auto core = torch::mm(torch::mm(L.vectors.t(), G), R.vectors) * torch::outer(li, ri);
-      kron::put_block(d, torch::mm(torch::mm(L.vectors, core), R.vectors.t()), layout, plan.blocks[i]);
+      const auto core = (rotated[i] * torch::outer(li, ri)).to(dtype);
+      kron::put_block(d, torch::mm(torch::mm(L.vectors.to(dtype), core), R.vectors.t().to(dtype)), layout,
+                      plan.blocks[i]);
       dropped = dropped || lost_l || lost_r;
     }
     int64_t offset = 0;
@@ -172,19 +181,7 @@ class ShampooMethod final : public UpdateMethod {
     const auto& abar = kron::augmented_inputs(state, name_);
     ShampooStatistics st;
     for (size_t i = 0; i < plan.blocks.size(); ++i) {
-      const auto& blk = plan.blocks[i];
-      auto SL = torch::zeros({blk.rows, blk.rows}, abar[i].options());
-      auto SR = torch::zeros({blk.cols, blk.cols}, abar[i].options());
-      for (int64_t s = 0; s < b[i].size(0); ++s) {
-        // √w_sn Ĝ_sn stacked: S_R = Σ_n (√w Ĝ_n)ᵀ(√w Ĝ_n) from the rows [N·rows, cols],
-        // S_L from [rows, N·cols].
-        const auto G = kron::per_sample_matrices(b[i][s], abar[i]) * w[s].sqrt().view({-1, 1, 1});
-        const int64_t N = G.size(0);
-        const auto X = G.reshape({N * blk.rows, blk.cols});
-        const auto Y = G.transpose(0, 1).reshape({blk.rows, N * blk.cols});
-        SR += torch::mm(X.t(), X);
-        SL += torch::mm(Y, Y.t());
-      }
+      const auto [SL, SR] = kron::gradient_second_moments(b[i], abar[i], w);
       st.left.push_back(kron::symmetric_eigen(SL));
       st.right.push_back(kron::symmetric_eigen(SR));
     }
