@@ -192,9 +192,7 @@ BenchReport run_bench(const BenchOptions& o) {
   const auto D = torch::randn({K, report.params}, inputs.options().dtype(dtype));
   add(fmt::format("indicator dᵀFd for {} generic directions", K), measure(R, device, make_lin, [&](Lin& lin) {
         solvers::BatchState state(*lin, *loss, targets, {});
-        std::vector<at::Tensor> ds;
-        for (int64_t k = 0; k < K; ++k) ds.push_back(D[k]);
-        state.fisher_quad(ds);
+        state.fisher_quad(D);
       }));
   // Methods: directions at every damping and their indicator, after the shared work.
   struct Prepared {
@@ -208,7 +206,12 @@ BenchReport run_bench(const BenchOptions& o) {
     p.state->gram();
     p.state->sampled_gram();
     p.state->sampled_times_grad();
-    if (p.lin->unit_grads_affordable()) p.state->fisher_quad({p.state->grad()}, {torch::ones({o.batch_size}, torch::kDouble)});
+    if (p.lin->unit_grads_affordable()) {
+      solvers::Direction gdir;
+      gdir.d = p.state->grad();
+      gdir.true_weights = torch::ones({o.batch_size}, torch::kDouble);
+      p.state->fisher_quad({gdir});
+    }
     return p;
   };
   add("shared per-batch work (g, C, Ĵ, ĴĴᵀ, Ĵg, output-unit taps)", measure(R, device, none, [&](int) { prepared(); }));
@@ -217,15 +220,12 @@ BenchReport run_bench(const BenchOptions& o) {
     const int64_t count = method->damped() ? K : 1;
     add(fmt::format("method {}: {} direction(s) + indicator", name, count), measure(R, device, prepared, [&](Prepared& p) {
           const double scale = p.state->gram().diagonal().max().item<double>();
-          std::vector<at::Tensor> ds, xs, ys;
+          std::vector<solvers::Direction> dirs;
           for (int64_t j = 0; j < count; ++j) {
-            auto dir = method->weights_only(*p.state, dampings[j] * scale);
-            if (!dir.d.defined()) p.state->weights_dot_grad_and_norm_sq(dir.true_weights, dir.sampled_weights);
-            ds.push_back(dir.d);
-            xs.push_back(dir.true_weights);
-            ys.push_back(dir.sampled_weights);
+            dirs.push_back(method->weights_only(*p.state, dampings[j] * scale));
+            p.state->products(dirs.back());
           }
-          p.state->fisher_quad(ds, xs, ys);
+          p.state->fisher_quad(dirs);
         }));
   }
   // The whole unit as `fisheval eval` computes it.

@@ -97,8 +97,10 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
   const double scale = solvers::damping_scale(o_.damping_mode, o_.damping_reference, state);
   for (int64_t j = 0; j < D; ++j) v["damping_effective"][j] = o_.dampings[j] * scale;
 
-  const auto ones = torch::ones({state.num_samples()}, torch::kDouble);
-  const double gamma_sgd = indicator(g, g, state.fisher_quad({g}, {ones})[0].item<double>()).gamma;
+  solvers::Direction gdir;
+  gdir.d = g;
+  gdir.true_weights = torch::ones({state.num_samples()}, torch::kDouble);  // g = Jᵀ1
+  const double gamma_sgd = indicator(g, g, state.fisher_quad({gdir})[0].item<double>()).gamma;
   v["gamma_sgd"] = {gamma_sgd};
   double gamma_ng = kNaN;
   const auto ref = reference_method(o_);
@@ -108,7 +110,7 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
     const bool converged = dir.status != solvers::SolveStatus::kNotConverged;
     v["ng_converged"] = {converged ? 1.0 : 0.0};
     if (converged) {
-      gamma_ng = indicator(dir.d, g, state.fisher_quad({dir.d})[0].item<double>()).gamma;
+      gamma_ng = indicator(dir.d, g, state.fisher_quad({dir})[0].item<double>()).gamma;
     } else {
       warn(fmt::format("checkpoint {} batch {}: the natural-gradient reference ({}) did not converge "
                        "(relative residual {:.3g}); gamma_rel_ng is NaN",
@@ -126,22 +128,23 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
     std::vector<double> seconds;
     for (int64_t j = 0; j < count; ++j) {
       const auto t0 = std::chrono::steady_clock::now();
-      dirs.push_back(method.direction(state, v["damping_effective"][j]));
+      dirs.push_back(method.weights_only(state, v["damping_effective"][j]));
       seconds.push_back(seconds_since(t0));
     }
-    std::vector<at::Tensor> ds, xs, ys;
-    for (const auto& dir : dirs) {
-      ds.push_back(dir.d);
-      xs.push_back(dir.true_weights);
-      ys.push_back(dir.sampled_weights);
-    }
     const auto t_quad = std::chrono::steady_clock::now();
-    const auto quads = state.fisher_quad(ds, xs, ys);
+    const auto quads = state.fisher_quad(dirs);
     const double quad_seconds = seconds_since(t_quad) / static_cast<double>(count);
     for (int64_t j = 0; j < D; ++j) {
       const int64_t cell = m * D + j;
       const auto& dir = dirs[std::min(j, count - 1)];
-      const auto iv = indicator(dir.d, g, quads[std::min(j, count - 1)].item<double>());
+      const double quad = quads[std::min(j, count - 1)].item<double>();
+      IndicatorValues iv;
+      if (dir.d.defined()) {
+        iv = indicator(dir.d, g, quad);
+      } else {  // given by weights or basis blocks: dᵀg and ‖d‖² without forming d
+        const auto [dg, dd] = state.products(dir);
+        iv = indicator(dg, dd, v["grad_norm"][0], quad);
+      }
       v["gamma"][cell] = iv.gamma;
       v["gamma_rel_sgd"][cell] = iv.gamma / gamma_sgd;
       v["gamma_rel_ng"][cell] = iv.gamma / gamma_ng;

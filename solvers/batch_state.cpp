@@ -1,5 +1,6 @@
 #include "solvers/batch_state.h"
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 namespace fisheval::solvers {
@@ -86,8 +87,10 @@ const at::Tensor& BatchState::sampled_kept() {
 const at::Tensor& BatchState::sampled_times_grad() {
   if (!sampled_g_.defined()) {
     // (Ĵ g)_{kn} = r̂_knᵀ (J_{z_n} g); J_z g = (J_z Jᵀ)1 in sample space when affordable, else one JVP.
-    const auto ones = torch::ones({num_samples()}, torch::kDouble);
-    const auto jg = logit_jvp({grad()}, {ones}, {})[0].to(torch::kCPU, torch::kDouble);
+    Direction gdir;
+    gdir.d = grad();
+    gdir.true_weights = torch::ones({num_samples()}, torch::kDouble);  // g = Jᵀ1
+    const auto jg = logit_jvp({gdir})[0].to(torch::kCPU, torch::kDouble);
     const auto u = sampled_logit_grad().to(torch::kCPU, torch::kDouble);
     const int64_t K = u.size(0), N = u.size(1);
     sampled_g_ = (u * jg.unsqueeze(0)).reshape({K, N, -1}).sum(2).reshape({K * N});
@@ -121,78 +124,164 @@ const at::Tensor& BatchState::cross_gram() {
   return cross_gram_;
 }
 
-std::pair<double, double> BatchState::weights_dot_grad_and_norm_sq(const at::Tensor& x, const at::Tensor& y) {
-  // dᵀg = xᵀ(JJᵀ)1 + yᵀ(ĴJᵀ)1;  ‖d‖² = xᵀCx + 2 yᵀ(ĴJᵀ)x + yᵀĈy
-  double dg = 0, dd = 0;
-  const auto ones = torch::ones({num_samples()}, torch::kDouble);
-  if (x.defined()) {
-    const auto Cx = torch::mv(gram(), x);
-    dg += Cx.sum().item<double>();
-    dd += x.dot(Cx).item<double>();
+at::Tensor BatchState::materialise(const Direction& dir) {
+  if (dir.d.defined()) return dir.d;
+  auto d = dir.remainder.defined() ? dir.remainder.clone() : torch::zeros_like(grad());
+  if (dir.true_weights.defined()) d += jt_times(dir.true_weights);
+  if (dir.sampled_weights.defined()) d += sampled_jt_times(dir.sampled_weights);
+  const auto& layout = lin_.layout();
+  for (const auto& blk : dir.blocks) {
+    const auto dt = d.scalar_type();
+    const auto m = torch::mm(torch::mm(blk.U_out.to(dt), blk.X.to(dt)), blk.U_in.t().to(dt));  // U_out X U_inᵀ
+    const int64_t wcols = blk.cols - (blk.bias >= 0 ? 1 : 0);
+    if (blk.weight >= 0) {
+      d.narrow(0, layout.offset(blk.weight), layout.numel(blk.weight)).copy_(m.narrow(1, 0, wcols).reshape({-1}));
+    }
+    if (blk.bias >= 0) d.narrow(0, layout.offset(blk.bias), layout.numel(blk.bias)).copy_(m.select(1, blk.cols - 1));
   }
-  if (y.defined()) {
-    dg += y.dot(torch::mv(cross_gram(), ones)).item<double>();
-    dd += y.dot(torch::mv(sampled_gram(), y)).item<double>();
-    if (x.defined()) dd += 2 * y.dot(torch::mv(cross_gram(), x)).item<double>();
-  }
-  return {dg, dd};
+  return d;
 }
 
-at::Tensor BatchState::materialise(const at::Tensor& x, const at::Tensor& y) {
-  at::Tensor d;
-  if (x.defined()) d = jt_times(x);
-  if (y.defined()) d = d.defined() ? d + sampled_jt_times(y) : sampled_jt_times(y);
-  return d.defined() ? d : torch::zeros_like(grad());
+std::pair<double, double> BatchState::products(const Direction& dir) {
+  const auto& g = grad();
+  const bool weights_only = !dir.d.defined() && dir.has_weights() && dir.blocks.empty() && !dir.remainder.defined();
+  const bool blocks_only = !dir.d.defined() && !dir.has_weights() && !dir.blocks.empty();
+  if (weights_only) {
+    // dᵀg = xᵀ(JJᵀ)1 + yᵀ(ĴJᵀ)1;  ‖d‖² = xᵀCx + 2 yᵀ(ĴJᵀ)x + yᵀĈy
+    const auto& x = dir.true_weights;
+    const auto& y = dir.sampled_weights;
+    double dg = 0, dd = 0;
+    const auto ones = torch::ones({num_samples()}, torch::kDouble);
+    if (x.defined()) {
+      const auto Cx = torch::mv(gram(), x);
+      dg += Cx.sum().item<double>();
+      dd += x.dot(Cx).item<double>();
+    }
+    if (y.defined()) {
+      dg += y.dot(torch::mv(cross_gram(), ones)).item<double>();
+      dd += y.dot(torch::mv(sampled_gram(), y)).item<double>();
+      if (x.defined()) dd += 2 * y.dot(torch::mv(cross_gram(), x)).item<double>();
+    }
+    return {dg, dd};
+  }
+  if (blocks_only) {
+    // Orthonormal bases: ⟨U_out X U_inᵀ, G⟩ = ⟨X, U_outᵀ G U_in⟩ and ‖U_out X U_inᵀ‖ = ‖X‖; the
+    // remainder is zero on the blocks.
+    double dg = 0, dd = 0;
+    const auto g64 = g.to(torch::kDouble);
+    const auto& layout = lin_.layout();
+    for (const auto& blk : dir.blocks) {
+      at::Tensor rotated = blk.G_rotated;
+      if (!rotated.defined()) {
+        std::vector<at::Tensor> parts;
+        const int64_t wcols = blk.cols - (blk.bias >= 0 ? 1 : 0);
+        if (blk.weight >= 0) {
+          parts.push_back(g64.narrow(0, layout.offset(blk.weight), layout.numel(blk.weight)).reshape({blk.rows, wcols}));
+        }
+        if (blk.bias >= 0) parts.push_back(g64.narrow(0, layout.offset(blk.bias), blk.rows).reshape({blk.rows, 1}));
+        rotated = torch::mm(torch::mm(blk.U_out.t(), torch::cat(parts, 1)), blk.U_in);
+      }
+      dg += (blk.X * rotated).sum().item<double>();
+      dd += blk.X.square().sum().item<double>();
+    }
+    if (dir.remainder.defined()) {
+      const auto r = dir.remainder.to(torch::kDouble);
+      dg += r.dot(g64).item<double>();
+      dd += r.dot(r).item<double>();
+    }
+    return {dg, dd};
+  }
+  const auto d = materialise(dir).to(torch::kDouble);
+  return {d.dot(g.to(torch::kDouble)).item<double>(), d.dot(d).item<double>()};
 }
 
-at::Tensor BatchState::logit_jvp(const std::vector<at::Tensor>& directions, const std::vector<at::Tensor>& true_weights,
-                                 const std::vector<at::Tensor>& sampled_weights) {
+at::Tensor BatchState::weights_logit_jvp(const Direction& dir) {
+  // (J_z Jᵀ x)_{n,z} = Σ_m M[z, n, m] x_m with M = ⟨∂z_{n,z}/∂θ, ∇θ l_m⟩ from the taps.
   const auto& z = lin_.logits();
-  const int64_t K = static_cast<int64_t>(directions.size()), N = num_samples(), Z = z.numel() / N;
+  const int64_t N = num_samples(), Z = z.numel() / N;
+  auto jd = torch::zeros({N, Z}, z.options());
+  if (dir.true_weights.defined()) {
+    if (!unit_true_.defined()) unit_true_ = lin_.gram(lin_.unit_grads(), *true_taps()).reshape({Z, N, N});
+    jd.add_(torch::einsum("znm,m->nz", {unit_true_, dir.true_weights.to(z.options())}));
+  }
+  if (dir.sampled_weights.defined()) {
+    if (!unit_sampled_.defined()) unit_sampled_ = lin_.gram(lin_.unit_grads(), *sampled_taps()).reshape({Z, N, -1});
+    jd.add_(torch::einsum("znm,m->nz", {unit_sampled_, dir.sampled_weights.to(z.options())}));
+  }
+  return jd.reshape(z.sizes());
+}
+
+at::Tensor BatchState::block_logit_jvp(const std::vector<const BasisBlock*>& blocks) {
+  // (J_z d)_{n,z} = Σ_blocks Σ_t ⟨b̃_{z,n,t}, X ã_{n,t}⟩ with the block's inputs and output-unit
+  // gradients rotated into its bases once: ã = U_inᵀ ā, b̃ = U_outᵀ ∂z_{n,z}/∂out.
+  const auto& z = lin_.logits();
+  const int64_t N = num_samples(), Z = z.numel() / N;
+  auto jd = torch::zeros({N, Z}, z.options());
+  const auto& units = lin_.unit_grads();
+  for (const auto* blk : blocks) {
+    const auto key = fmt::format("basis-taps/{}/{}/{}", blk->layer, static_cast<const void*>(blk->U_in.data_ptr()),
+                                 static_cast<const void*>(blk->U_out.data_ptr()));
+    const auto& rotated = memo<std::pair<at::Tensor, at::Tensor>>(key, [&] {
+      std::vector<at::Tensor> parts;
+      const auto out = lin_.layer_output_tokens(blk->layer);
+      if (blk->weight >= 0) parts.push_back(lin_.layer_input_tokens(blk->layer));
+      if (blk->bias >= 0) parts.push_back(torch::ones({out.size(0), out.size(1), 1}, out.options()));
+      const auto abar = torch::cat(parts, -1);  // [N, T, cols]
+      return std::make_pair(torch::matmul(abar, blk->U_in.to(z.scalar_type())),
+                            torch::matmul(units.per_layer[blk->layer], blk->U_out.to(z.scalar_type())));
+    });
+    const auto v = torch::matmul(rotated.first, blk->X.t().to(z.scalar_type()));  // X ã: [N, T, rows]
+    jd.add_(torch::einsum("zntr,ntr->nz", {rotated.second, v}));
+  }
+  return jd.reshape(z.sizes());
+}
+
+at::Tensor BatchState::logit_jvp(const std::vector<Direction>& dirs) {
+  const auto& z = lin_.logits();
+  const int64_t K = static_cast<int64_t>(dirs.size());
   std::vector<int64_t> shape{K};
   for (auto s : z.sizes()) shape.push_back(s);
-  auto out = torch::empty(shape, z.options());
-  const bool sample_space = lin_.unit_grads_affordable();
+  auto out = torch::zeros(shape, z.options());
+  const bool units = lin_.unit_grads_affordable();
   std::vector<int64_t> generic;
+  std::vector<at::Tensor> rows;
   for (int64_t k = 0; k < K; ++k) {
-    const bool has_true = k < int64_t(true_weights.size()) && true_weights[k].defined();
-    const bool has_sampled = k < int64_t(sampled_weights.size()) && sampled_weights[k].defined();
-    if (!sample_space || (!has_true && !has_sampled)) {
+    const auto& dir = dirs[k];
+    const bool weights = dir.has_weights() && dir.blocks.empty() && !dir.remainder.defined();
+    const bool blocks = !dir.d.defined() && !dir.has_weights() && !dir.blocks.empty();
+    if (units && weights) {
+      out[k].copy_(weights_logit_jvp(dir));
+    } else if (units && blocks) {
+      std::vector<const BasisBlock*> ptrs;
+      for (const auto& b : dir.blocks) ptrs.push_back(&b);
+      out[k].copy_(block_logit_jvp(ptrs));
+      if (dir.remainder.defined()) {
+        generic.push_back(k);
+        rows.push_back(dir.remainder);
+      }
+    } else {
       generic.push_back(k);
-      continue;
+      rows.push_back(materialise(dir));
     }
-    // (J_z Jᵀ x)_{n,z} = Σ_m M[z, n, m] x_m with M = ⟨∂z_{n,z}/∂θ, ∇θ l_m⟩ from the taps.
-    auto jd = torch::zeros({N, Z}, z.options());
-    if (has_true) {
-      if (!unit_true_.defined()) unit_true_ = lin_.gram(lin_.unit_grads(), *true_taps()).reshape({Z, N, N});
-      jd.add_(torch::einsum("znm,m->nz", {unit_true_, true_weights[k].to(z.options())}));
-    }
-    if (has_sampled) {
-      if (!unit_sampled_.defined()) unit_sampled_ = lin_.gram(lin_.unit_grads(), *sampled_taps()).reshape({Z, N, -1});
-      jd.add_(torch::einsum("znm,m->nz", {unit_sampled_, sampled_weights[k].to(z.options())}));
-    }
-    out[k].copy_(jd.reshape(z.sizes()));
   }
   if (!generic.empty()) {
-    std::vector<at::Tensor> rows;
-    for (auto k : generic) {
-      rows.push_back(directions[k].defined()
-                         ? directions[k]
-                         : materialise(k < int64_t(true_weights.size()) ? true_weights[k] : at::Tensor(),
-                                       k < int64_t(sampled_weights.size()) ? sampled_weights[k] : at::Tensor()));
-    }
     const auto idx = torch::tensor(generic, torch::TensorOptions().dtype(torch::kLong).device(z.device()));
-    out.index_copy_(0, idx, lin_.jvp_many(torch::stack(rows)));
+    out.index_add_(0, idx, lin_.jvp_many(torch::stack(rows)));
   }
   return out;
 }
 
-at::Tensor BatchState::fisher_quad(const std::vector<at::Tensor>& directions, const std::vector<at::Tensor>& true_weights,
-                                   const std::vector<at::Tensor>& sampled_weights) {
-  if (directions.empty()) return torch::zeros({0}, torch::kDouble);
-  const auto jd = logit_jvp(directions, true_weights, sampled_weights);
+at::Tensor BatchState::fisher_quad(const std::vector<Direction>& dirs) {
+  if (dirs.empty()) return torch::zeros({0}, torch::kDouble);
+  const auto jd = logit_jvp(dirs);
   const auto hjd = loss_.hessian_vp(lin_.logits(), targets_, jd);
   return (jd * hjd).reshape({jd.size(0), -1}).sum(1).to(torch::kCPU, torch::kDouble);
+}
+
+at::Tensor BatchState::fisher_quad(const at::Tensor& D) {
+  std::vector<Direction> dirs(D.size(0));
+  for (int64_t k = 0; k < D.size(0); ++k) dirs[k].d = D[k];
+  return fisher_quad(dirs);
 }
 
 at::Tensor near_duplicate_filter(const at::Tensor& gram, double threshold) {

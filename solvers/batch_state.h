@@ -16,6 +16,7 @@
 #include "mvp/fisher.h"
 #include "mvp/linearisation.h"
 #include "mvp/loss.h"
+#include "solvers/direction.h"
 
 namespace fisheval::solvers {
 
@@ -57,21 +58,17 @@ class BatchState {
   // Ĵᵀ y for y [KN], likewise.
   at::Tensor sampled_jt_times(const at::Tensor& y);
 
-  // J_z d for directions d given as rows of D [K, P] or, where known, by their sample-space
-  // weights d = Jᵀx + Ĵᵀy: then J_z d = (J_z Jᵀ) x + (J_z Ĵᵀ) y from the output-unit taps,
-  // with no pass through the network. Result [K, *z].
-  at::Tensor logit_jvp(const std::vector<at::Tensor>& directions, const std::vector<at::Tensor>& true_weights,
-                       const std::vector<at::Tensor>& sampled_weights);
-  // dᵀFd = Σ_n (J_z d)_nᵀ H_n (J_z d)_n for each direction, [K] float64. A direction may
-  // be undefined where its weights are given.
-  at::Tensor fisher_quad(const std::vector<at::Tensor>& directions, const std::vector<at::Tensor>& true_weights = {},
-                         const std::vector<at::Tensor>& sampled_weights = {});
-
-  // For d = Jᵀx + Ĵᵀy (x or y may be undefined): dᵀg and ‖d‖² from the Gram matrices,
-  // without the P-sized d (g = Jᵀ1).
-  std::pair<double, double> weights_dot_grad_and_norm_sq(const at::Tensor& x, const at::Tensor& y);
-  // d = Jᵀx + Ĵᵀy as a P-sized vector.
-  at::Tensor materialise(const at::Tensor& x, const at::Tensor& y);
+  // The direction as a P-sized vector, from whichever form it was given in.
+  at::Tensor materialise(const Direction& dir);
+  // dᵀg and ‖d‖², from the Gram matrices or the block bases when d is not formed.
+  std::pair<double, double> products(const Direction& dir);
+  // J_z d for each direction, [K, *z]: sample-space weights and basis blocks from the
+  // output-unit taps (no pass through the network), other directions by jvp_many.
+  at::Tensor logit_jvp(const std::vector<Direction>& dirs);
+  // dᵀFd = Σ_n (J_z d)_nᵀ H_n (J_z d)_n for each direction, [K] float64.
+  at::Tensor fisher_quad(const std::vector<Direction>& dirs);
+  // The same for the rows of D [K, P].
+  at::Tensor fisher_quad(const at::Tensor& D);
   const at::Tensor& cross_gram();           // Ĵ Jᵀ [KN, N], float64
 
   // Method-specific per-batch work, computed once per key.
@@ -95,6 +92,9 @@ class BatchState {
   const mvp::TapGrads* sampled_taps();
   std::unique_ptr<mvp::TapGrads> true_taps_, sampled_taps_;
   at::Tensor unit_true_, unit_sampled_;
+  // J_z of the blocks' parts: the rotated output-unit gradients and inputs of a block.
+  at::Tensor block_logit_jvp(const std::vector<const BasisBlock*>& blocks);
+  at::Tensor weights_logit_jvp(const Direction& dir);
   std::map<std::string, std::shared_ptr<void>> memo_;
 };
 

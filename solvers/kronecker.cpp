@@ -208,12 +208,15 @@ at::Tensor rotate(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& 
   return torch::mm(torch::mm(UB.t(), G), UA);  // U_Bᵀ G U_A
 }
 
-std::pair<at::Tensor, bool> eigenbasis_apply(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& D,
-                                             const at::Tensor& rotated, double lambda, at::ScalarType dtype) {
+std::pair<at::Tensor, bool> eigenbasis_scale(const at::Tensor& D, const at::Tensor& rotated, double lambda) {
   check_damping(lambda);
   const auto keep = kept_entries(D, lambda);
-  const auto scaled = torch::where(keep, rotated / (D + lambda), torch::zeros_like(rotated));
-  const bool dropped = !keep.all().item<bool>();
+  return {torch::where(keep, rotated / (D + lambda), torch::zeros_like(rotated)), !keep.all().item<bool>()};
+}
+
+std::pair<at::Tensor, bool> eigenbasis_apply(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& D,
+                                             const at::Tensor& rotated, double lambda, at::ScalarType dtype) {
+  const auto [scaled, dropped] = eigenbasis_scale(D, rotated, lambda);
   return {torch::mm(torch::mm(UB.to(dtype), scaled.to(dtype)), UA.t().to(dtype)), dropped};
 }
 

@@ -104,6 +104,8 @@ std::pair<at::Tensor, bool> eigenbasis_solve(const at::Tensor& UB, const at::Ten
 // U_Bᵀ G U_A; eigenbasis_apply() divides by D + λ and rotates back, in `dtype` (the working
 // dtype: float32 runs do the back-rotation in float32).
 at::Tensor rotate(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& G);
+// X = rotated / (D + λ) with the λ = 0 pseudo-inverse rule (the coefficients in the basis).
+std::pair<at::Tensor, bool> eigenbasis_scale(const at::Tensor& D, const at::Tensor& rotated, double lambda);
 std::pair<at::Tensor, bool> eigenbasis_apply(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& D,
                                              const at::Tensor& rotated, double lambda, at::ScalarType dtype);
 // (A ⊗ B + λI)⁻¹ applied to G: D = σ_B σ_Aᵀ in the basis of the factors' eigenvectors.

@@ -12,6 +12,7 @@
 
 #include "solvers/batch_state.h"
 #include "solvers/cg.h"
+#include "solvers/direction.h"
 #include "solvers/gram_solve.h"
 
 namespace fisheval::solvers {
@@ -26,17 +27,6 @@ enum Need : unsigned {
   kNeedsLayerTaps = 1u << 5,           // layer inputs / output gradients (Kronecker, Shampoo)
 };
 
-struct Direction {
-  at::Tensor d;  // [P], working dtype
-  // When d = Jᵀ true_weights + Ĵᵀ sampled_weights (the Gram-form methods), those weights
-  // ([N] and [K·N], float64 on the CPU; undefined when absent): then J_z d is a product in
-  // sample space (BatchState::fisher_quad) instead of a Jacobian-vector product.
-  at::Tensor true_weights, sampled_weights;
-  SolveStatus status = SolveStatus::kExact;
-  int64_t iterations = 0;                                      // iterative solvers
-  double residual = std::numeric_limits<double>::quiet_NaN();  // final relative residual
-  std::vector<double> residual_history;                        // per iteration (ng-cg)
-};
 
 // Options of every method (a method reads the ones it needs).
 struct MethodOptions {
@@ -56,8 +46,9 @@ class UpdateMethod {
   virtual bool damped() const { return true; }
   // The direction for effective damping λ ≥ 0.
   virtual Direction direction(BatchState& state, double damping) = 0;
-  // What the indicator needs: methods whose direction is d = Jᵀx + Ĵᵀy may return only
-  // those weights (d left undefined) and skip the P-sized vector; the default is direction().
+  // What the indicator needs: a method may return its direction in a cheaper form
+  // (sample-space weights, or layer blocks in a basis; see direction.h) and leave d
+  // undefined; the default is direction().
   virtual Direction weights_only(BatchState& state, double damping) { return direction(state, damping); }
 };
 

@@ -159,28 +159,34 @@ TEST_P(SolverTest, GammaIsInvariantToTheScaleOfD) {
   EXPECT_NEAR(indicator(d, g_, state_->fisher().quad(d)).gamma, base, 1e-9 * base);
 }
 
-TEST_P(SolverTest, FisherQuadIsTheSameOnEveryRoute) {
-  // Sample-space weights (d = Jᵀx + Ĵᵀy), taps, and forward mode give the oracle's dᵀFd.
-  std::vector<at::Tensor> ds, xs, ys;
-  for (const char* m : {"ef", "ief", "ief-param", "sf"}) {
+TEST_P(SolverTest, EveryFormOfADirectionScoresTheSame) {
+  // d itself, sample-space weights (d = Jᵀx + Ĵᵀy) and layer blocks in a basis (the Kronecker and
+  // Shampoo families) give the oracle's dᵀFd, dᵀg and ‖d‖; materialise() gives direction().
+  std::vector<solvers::Direction> cheap, plain;
+  for (const char* m : {"sgd", "ef", "ief", "ief-param", "sf", "kfac", "ekfac", "iekfac", "kfe", "shampoo",
+                        "fim-shampoo", "fishy"}) {
     for (double lambda : {0.0, 1e-2}) {
-      const auto dir = solvers::make_method(m, options_)->direction(*state_, lambda);
-      ds.push_back(dir.d);
-      xs.push_back(dir.true_weights);
-      ys.push_back(dir.sampled_weights);
-      EXPECT_TRUE(dir.true_weights.defined() || dir.sampled_weights.defined()) << m;
+      auto method = solvers::make_method(m, options_);
+      cheap.push_back(method->weights_only(*state_, lambda));
+      plain.push_back(method->direction(*state_, lambda));
+      ASSERT_TRUE(plain.back().d.defined()) << m;
+      EXPECT_LT(rel_err(state_->materialise(cheap.back()), plain.back().d), 1e-10) << m << " λ = " << lambda;
     }
   }
-  ds.push_back(torch::randn_like(g_));
-  xs.emplace_back();
-  ys.emplace_back();
-  const auto structured = state_->fisher_quad(ds, xs, ys);
-  const auto plain = state_->fisher_quad(ds);
-  for (size_t k = 0; k < ds.size(); ++k) {
-    const double expected = ds[k].dot(torch::mv(F_, ds[k])).item<double>();
-    EXPECT_NEAR(structured[k].item<double>(), expected, 1e-9 * std::abs(expected)) << "direction " << k;
-    EXPECT_NEAR(plain[k].item<double>(), expected, 1e-9 * std::abs(expected)) << "direction " << k;
-    EXPECT_NEAR(state_->fisher().quad(ds[k]), expected, 1e-9 * std::abs(expected)) << "direction " << k;
+  solvers::Direction random;
+  random.d = torch::randn_like(g_);
+  cheap.push_back(random);
+  plain.push_back(random);
+  const auto q_cheap = state_->fisher_quad(cheap);
+  const auto q_plain = state_->fisher_quad(plain);
+  for (size_t k = 0; k < cheap.size(); ++k) {
+    const auto& d = plain[k].d;
+    const double expected = d.dot(torch::mv(F_, d)).item<double>();
+    EXPECT_NEAR(q_cheap[k].item<double>(), expected, 1e-9 * std::abs(expected)) << "direction " << k;
+    EXPECT_NEAR(q_plain[k].item<double>(), expected, 1e-9 * std::abs(expected)) << "direction " << k;
+    const auto [dg, dd] = state_->products(cheap[k]);
+    EXPECT_NEAR(dg, d.dot(g_).item<double>(), 1e-9 * std::abs(d.dot(g_).item<double>())) << "direction " << k;
+    EXPECT_NEAR(dd, d.dot(d).item<double>(), 1e-9 * d.dot(d).item<double>()) << "direction " << k;
   }
 }
 

@@ -83,6 +83,16 @@ class KroneckerMethod final : public UpdateMethod {
   }
 
   Direction direction(BatchState& state, double damping) override {
+    auto out = weights_only(state, damping);
+    out.d = state.materialise(out);
+    out.blocks.clear();
+    out.remainder = at::Tensor();
+    return out;
+  }
+
+  // Each block in its Kronecker eigenbasis, d_block = U_B X U_Aᵀ with
+  // X = (U_Bᵀ G U_A) / (D + λ): no back-rotation is needed to score it.
+  Direction weights_only(BatchState& state, double damping) override {
     const auto& plan = kron::plan(state, name_);
     const auto& layout = state.lin().layout();
     const auto& A = kron::input_factors(state, reduce_, name_);
@@ -90,7 +100,6 @@ class KroneckerMethod final : public UpdateMethod {
     const auto* E = kfe_ ? &kfe_eigenvalues(state, reduce_, name_) : nullptr;
     const auto& g = state.grad();
     const auto g64 = g.to(torch::kDouble);
-    auto d = torch::zeros_like(g64);
     bool dropped = false;
     // U_Bᵀ G U_A per block, once for every damping.
     const auto& rotated = state.memo<std::vector<at::Tensor>>(fmt::format("{}/{}/rotated", name_, reduce_), [&] {
@@ -100,17 +109,21 @@ class KroneckerMethod final : public UpdateMethod {
       }
       return out;
     });
+    Direction out;
     for (size_t i = 0; i < plan.blocks.size(); ++i) {
+      const auto& blk = plan.blocks[i];
       const auto D = kfe_ ? (*E)[i] : torch::outer(B[i].values, A[i].values);
-      const auto [X, lost] =
-          kron::eigenbasis_apply(B[i].vectors, A[i].vectors, D, rotated[i], damping, g.scalar_type());
-      kron::put_block(d, X, layout, plan.blocks[i]);
+      auto [X, lost] = kron::eigenbasis_scale(D, rotated[i], damping);
+      out.blocks.push_back({blk.layer, blk.weight, blk.bias, blk.rows, blk.cols, B[i].vectors, A[i].vectors,
+                            std::move(X), rotated[i]});
       dropped = dropped || lost;
     }
     if (plan.uncovered_size > 0) {
       const auto& D = fallback_diagonal(state, statistic_, name_);
       const auto [x, lost] = kron::diagonal_solve(D, kron::uncovered_of(g64, layout, plan), damping);
-      kron::put_uncovered(d, x, layout, plan);
+      auto rest = torch::zeros_like(g64);
+      kron::put_uncovered(rest, x, layout, plan);
+      out.remainder = rest.to(g.scalar_type());
       dropped = dropped || lost;
     }
     if (dropped && policy_ == SingularPolicy::kError) {
@@ -118,8 +131,6 @@ class KroneckerMethod final : public UpdateMethod {
                               "--singular pinv for the pseudo-inverse",
                               name_, damping));
     }
-    Direction out;
-    out.d = d.to(g.scalar_type());
     out.status = dropped ? SolveStatus::kPseudoInverse : SolveStatus::kExact;
     return out;
   }

@@ -111,6 +111,15 @@ class ShampooMethod final : public UpdateMethod {
   }
 
   Direction direction(BatchState& state, double damping) override {
+    auto out = weights_only(state, damping);
+    out.d = state.materialise(out);
+    out.blocks.clear();
+    out.remainder = at::Tensor();
+    return out;
+  }
+
+  // Each block in the factors' eigenbases: d_block = U_L X U_Rᵀ, X = σ_L^{-p} ∘ (U_Lᵀ G U_R) ∘ σ_R^{-p}ᵀ.
+  Direction weights_only(BatchState& state, double damping) override {
     if (!(damping >= 0)) throw Error(fmt::format("damping must be ≥ 0, got {}", damping));
     const auto& plan = kron::plan(state, name_);
     const auto& layout = state.lin().layout();
@@ -118,8 +127,8 @@ class ShampooMethod final : public UpdateMethod {
                                                    [&] { return statistics(state); });
     const auto& g = state.grad();
     const auto g64 = g.to(torch::kDouble);
-    auto d = torch::zeros_like(g64);
     bool dropped = false;
+    Direction out;
     // U_Lᵀ G U_R per block, once for every damping.
     const auto& rotated = state.memo<std::vector<at::Tensor>>(fmt::format("{}/rotated", name_), [&] {
       std::vector<at::Tensor> out;
@@ -128,16 +137,15 @@ class ShampooMethod final : public UpdateMethod {
       }
       return out;
     });
-    const auto dtype = g.scalar_type();
     for (size_t i = 0; i < plan.blocks.size(); ++i) {
       // L^{-p} G R^{-p} = U_L [σ_L^{-p} ∘ (U_Lᵀ G U_R) ∘ σ_R^{-p}ᵀ] U_Rᵀ
+      const auto& blk = plan.blocks[i];
       const auto& L = st.left[i];
       const auto& R = st.right[i];
       const auto [li, lost_l] = inverse_power(L.values, damping + epsilon_ * top_value(L.values), power_);
       const auto [ri, lost_r] = inverse_power(R.values, damping + epsilon_ * top_value(R.values), power_);
-      const auto core = (rotated[i] * torch::outer(li, ri)).to(dtype);
-      kron::put_block(d, torch::mm(torch::mm(L.vectors.to(dtype), core), R.vectors.t().to(dtype)), layout,
-                      plan.blocks[i]);
+      out.blocks.push_back({blk.layer, blk.weight, blk.bias, blk.rows, blk.cols, L.vectors, R.vectors,
+                            rotated[i] * torch::outer(li, ri), rotated[i]});
       dropped = dropped || lost_l || lost_r;
     }
     int64_t offset = 0;
@@ -159,14 +167,16 @@ class ShampooMethod final : public UpdateMethod {
         dropped = dropped || lost;
       }
     }
-    if (!parts.empty()) kron::put_uncovered(d, torch::cat(parts), layout, plan);
+    if (!parts.empty()) {
+      auto rest = torch::zeros_like(g64);
+      kron::put_uncovered(rest, torch::cat(parts), layout, plan);
+      out.remainder = rest.to(g.scalar_type());
+    }
     if (dropped && policy_ == SingularPolicy::kError) {
       throw Error(fmt::format("{}: a preconditioner factor is zero at damping {:g} with ε = {:g}; use a positive "
                               "damping or --shampoo-epsilon, or --singular pinv for the pseudo-inverse",
                               name_, damping, epsilon_));
     }
-    Direction out;
-    out.d = d.to(g.scalar_type());
     out.status = dropped ? SolveStatus::kPseudoInverse : SolveStatus::kExact;
     return out;
   }
