@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <limits>
+
 #include "checkpoints/error.h"
+#include "checkpoints/limits.h"
 
 namespace fisheval::h5 {
 namespace {
@@ -29,7 +32,32 @@ H5::CompType checkpoint_type() {
   return t;
 }
 
+// Length of a 1-d dataset; anything else is refused (a string list or the checkpoint axis).
+hsize_t vector_length(const H5::H5File& file, const std::string& name, const H5::DataSpace& space) {
+  if (space.getSimpleExtentNdims() != 1) {
+    throw InputError(fmt::format("'{}': dataset '{}' must be 1-d", file.getFileName(), name));
+  }
+  hsize_t n = 0;
+  space.getSimpleExtentDims(&n);
+  if (n > (hsize_t(1) << 24)) {
+    throw InputError(fmt::format("'{}': dataset '{}' declares {} entries", file.getFileName(), name, n));
+  }
+  return n;
+}
+
 }  // namespace
+
+uint64_t checked_bytes(const std::vector<int64_t>& shape, uint64_t element_size) {
+  uint64_t bytes = element_size;
+  for (auto s : shape) {
+    if (s < 0) return std::numeric_limits<uint64_t>::max();
+    if (s != 0 && bytes > std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(s)) {
+      return std::numeric_limits<uint64_t>::max();
+    }
+    bytes *= static_cast<uint64_t>(s);
+  }
+  return bytes;
+}
 
 int64_t Array::size() const {
   int64_t n = 1;
@@ -82,6 +110,12 @@ Array read_array(const H5::H5File& file, const std::string& name) {
   if (rank > 0) space.getSimpleExtentDims(dims.data());
   Array a;
   a.shape.assign(dims.begin(), dims.end());
+  const auto bytes = checked_bytes(a.shape, sizeof(double));
+  if (bytes > max_load_bytes()) {
+    throw InputError(fmt::format("'{}': dataset '{}' of shape {} is too large ({} bytes; the limit is {}, see "
+                                 "FISHEVAL_MAX_LOAD_BYTES)",
+                                 file.getFileName(), name, fmt::join(a.shape, "x"), bytes, max_load_bytes()));
+  }
   a.data.resize(a.size());
   if (!a.data.empty()) ds.read(a.data.data(), H5::PredType::NATIVE_DOUBLE);
   return a;
@@ -102,8 +136,7 @@ std::vector<std::string> read_strings(const H5::H5File& file, const std::string&
   if (!file.nameExists(name)) throw InputError(fmt::format("'{}' has no dataset '{}'", file.getFileName(), name));
   auto ds = file.openDataSet(name);
   auto space = ds.getSpace();
-  hsize_t n = 0;
-  space.getSimpleExtentDims(&n);
+  const hsize_t n = vector_length(file, name, space);
   std::vector<char*> ptrs(n, nullptr);
   if (n > 0) ds.read(ptrs.data(), vlen_string());
   std::vector<std::string> out;
@@ -128,8 +161,7 @@ void read_checkpoint_axis(const H5::H5File& file, std::vector<std::string>& path
   }
   auto ds = file.openDataSet("checkpoint");
   auto space = ds.getSpace();
-  hsize_t n = 0;
-  space.getSimpleExtentDims(&n);
+  const hsize_t n = vector_length(file, "checkpoint", space);
   std::vector<CheckpointRecord> recs(n);
   if (n > 0) ds.read(recs.data(), checkpoint_type());
   paths.clear();

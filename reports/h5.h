@@ -15,6 +15,9 @@ struct Array {  // row-major n-d array of doubles (integers stored exactly)
   int64_t size() const;
 };
 
+// Bytes of an array of `shape` (saturating at UINT64_MAX on overflow or a negative extent).
+uint64_t checked_bytes(const std::vector<int64_t>& shape, uint64_t element_size);
+
 // Opens / creates files, turning HDF5 failures into fisheval::Error with `path` named.
 H5::H5File open_read(const std::string& path);
 H5::H5File create(const std::string& path);
