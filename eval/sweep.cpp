@@ -22,6 +22,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 std::vector<double> to_vector(const at::Tensor& t) {
   const auto c = t.to(torch::kCPU, torch::kDouble).contiguous();
   return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
@@ -133,6 +135,15 @@ class UnitRunner {
                        c, b, v["loss"][0]));
       return u;
     }
+    // ‖∇θ l_n‖ = sqrt(C_nn): infinite when the squared per-sample gradient norms overflow,
+    // and then every Gram solve would be of an infinite matrix.
+    const auto& norms = v["per_sample_grad_norm"];
+    if (!std::all_of(norms.begin(), norms.end(), [](double x) { return std::isfinite(x); })) {
+      warn(fmt::format("checkpoint {} batch {}: the per-sample gradients overflow (‖∇θ l_n‖² is not finite; loss {}); "
+                       "the batch's directions and γ are recorded as NaN",
+                       c, b, v["loss"][0]));
+      return u;
+    }
     const double scale = solvers::damping_scale(o_.damping_mode, o_.damping_reference, state);
     for (int64_t j = 0; j < D; ++j) v["damping_effective"][j] = o_.dampings[j] * scale;
 
@@ -142,7 +153,15 @@ class UnitRunner {
     const auto ref = reference_method(o_);
     if (!ref.empty()) {
       auto method = solvers::make_method(ref, o_.method_options);
-      const auto dir = method->direction(state, 0.0);
+      solvers::Direction dir;
+      try {
+        dir = method->direction(state, 0.0);
+      } catch (const c10::Error& e) {  // a numerical failure (e.g. an eigensolver that did not converge)
+        dir.status = solvers::SolveStatus::kNotConverged;
+        dir.residual = kNaN;
+        warn(fmt::format("checkpoint {} batch {}: the natural-gradient reference ({}) failed: {}", c, b, ref,
+                         first_line(e.what())));
+      }
       const bool converged = dir.status != solvers::SolveStatus::kNotConverged;
       v["ng_converged"] = {converged ? 1.0 : 0.0};
       if (converged) {
@@ -167,7 +186,17 @@ class UnitRunner {
           continue;
         }
         const auto t0 = std::chrono::steady_clock::now();
-        const auto dir = method.direction(state, v["damping_effective"][j]);
+        solvers::Direction dir;
+        try {
+          dir = method.direction(state, v["damping_effective"][j]);
+        } catch (const c10::Error& e) {
+          // A numerical failure of this cell only (an eigensolver or factorisation that
+          // did not converge on an ill-conditioned matrix): NaN, solve_status -1, a warning.
+          warn(fmt::format("checkpoint {} batch {} method {} damping {:g}: the direction could not be computed "
+                           "({}); recorded as NaN",
+                           c, b, method.name(), o_.dampings[j], first_line(e.what())));
+          continue;
+        }
         const auto iv = indicator(dir.d, g, state.fisher().quad(dir.d));
         v["gamma"][cell] = iv.gamma;
         v["gamma_rel_sgd"][cell] = iv.gamma / gamma_sgd;
