@@ -175,18 +175,26 @@ class TorchScriptModel final : public Model {
 
 std::unique_ptr<Model> load_torchscript_model(const std::string& path) {
   torch::jit::setGraphExecutorOptimize(false);
+  // LibTorch reports a malformed archive with c10::Error, and from its TorchScript parser
+  // and unpickler with other std::exception types (torch::jit::ErrorReport,
+  // std::runtime_error): all of them are bad input here.
+  const auto refuse = [&](const std::string& what) {
+    return InputError(fmt::format("cannot load TorchScript checkpoint '{}': {}", path, what.substr(0, what.find('\n'))));
+  };
   torch::jit::Module module;
   try {
     module = torch::jit::load(path, torch::kCPU);
-  } catch (const c10::Error& e) {
-    const std::string what = e.what();
-    throw InputError(fmt::format("cannot load TorchScript checkpoint '{}': {}", path,
-                                 what.substr(0, what.find('\n'))));
+  } catch (const std::exception& e) {
+    throw refuse(e.what());
   }
   if (!module.find_method("forward")) {
     throw InputError(fmt::format("TorchScript checkpoint '{}' has no forward method", path));
   }
-  return std::make_unique<TorchScriptModel>(std::move(module), path);
+  try {  // reads the tap attributes, whose types a malformed archive may get wrong
+    return std::make_unique<TorchScriptModel>(std::move(module), path);
+  } catch (const c10::Error& e) {
+    throw refuse(e.what());
+  }
 }
 
 }  // namespace fisheval
