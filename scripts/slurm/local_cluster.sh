@@ -26,7 +26,11 @@ stop() {
     if [ -f "$DIR/$d.pid" ]; then
       local pid
       pid=$(cat "$DIR/$d.pid")
-      if kill -0 "$pid" 2>/dev/null; then kill "$pid" && echo "local_cluster: stopped $d (pid $pid)"; fi
+      if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid"
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        echo "local_cluster: stopped $d (pid $pid)"
+      fi
       rm -f "$DIR/$d.pid"
     fi
   done
@@ -40,6 +44,11 @@ for tool in munged slurmctld slurmd sinfo sbatch; do
 done
 
 stop  # a cluster started earlier from this folder
+for port in 6817 6818; do
+  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+    die "port $port is in use: another Slurm daemon runs on this machine (stop it, or use its cluster with SLURM_CONF)"
+  fi
+done
 mkdir -p "$DIR"/{state,spool,log,munge}
 chmod 755 "$DIR"
 HOST=$(hostname -s)

@@ -49,29 +49,39 @@ class Resume(unittest.TestCase):
         cls.dir = e2e.workdir("resume")
         cls.ref = os.path.join(cls.dir, "ref.h5")
         t0 = time.monotonic()
+        e2e.run(["methods"], check=0)
+        cls.startup_seconds = time.monotonic() - t0  # loading the binary and LibTorch
+        t0 = time.monotonic()
         p = e2e.run(sweep(cls.ref), check=0)
         cls.full_seconds = time.monotonic() - t0
+        cls.unit_seconds = max(cls.full_seconds - cls.startup_seconds, 0.1) / 36
         assert summary(p.stderr) == (36, 36, 0), p.stderr
-        print(f"uninterrupted run: {cls.full_seconds:.2f} s; random seed {SEED}", flush=True)
+        print(f"uninterrupted run: {cls.full_seconds:.2f} s (start-up {cls.startup_seconds:.2f} s); "
+              f"random seed {SEED}", flush=True)
+
+    def kill_at_random(self, rng, args, units_left):
+        """Starts `fisheval ARGS` and SIGKILLs it at a random moment before it could finish:
+        sometimes during start-up, mostly while computing units. True if it was killed."""
+        proc = subprocess.Popen([e2e.BINARY] + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.0) * self.startup_seconds + rng.uniform(0.0, 0.7) * units_left * self.unit_seconds)
+        killed = proc.poll() is None
+        if killed:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return killed
 
     def test_killed_at_random_moments(self):
         rng = random.Random(SEED)
         out = os.path.join(self.dir, "killed.h5")
         kills, seen_parts = 0, []
-        for attempt in range(8):
-            proc = subprocess.Popen([e2e.BINARY] + sweep(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    text=True)
-            time.sleep(rng.uniform(0.05, 0.6) * self.full_seconds)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.communicate()
+        for attempt in range(12):
+            kills += self.kill_at_random(rng, sweep(out), 36 - len(parts_of(out)))
             parts = parts_of(out)
             seen_parts.append(len(parts))
             for part in parts:  # every part on disk is complete and readable
                 with h5py.File(part, "r") as f:
                     self.assertEqual(f["gamma"].shape, (7, 4))
-            if os.path.exists(out):
+            if os.path.exists(out) or kills == 6:
                 break
         print(f"{kills} kills; units on disk after each: {seen_parts}", flush=True)
         self.assertGreaterEqual(kills, 3)
@@ -110,11 +120,7 @@ class Resume(unittest.TestCase):
         e2e.run(sweep(shard_ref, ["--shard", "2/3"]), check=0)
         out = os.path.join(self.dir, "shard_killed.h5")
         for _ in range(3):
-            proc = subprocess.Popen([e2e.BINARY] + sweep(out, ["--shard", "2/3"]), stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.05, 0.3) * self.full_seconds)
-            proc.kill()
-            proc.wait()
+            self.kill_at_random(rng, sweep(out, ["--shard", "2/3"]), 12 - len(parts_of(out)))
         e2e.run(sweep(out, ["--shard", "2/3"]), check=0)
         self.assertEqual(e2e.result_differences(os.path.join(self.dir, "shard_killed.shard-2-of-3.h5"),
                                                 os.path.join(self.dir, "shard_ref.shard-2-of-3.h5")), [])

