@@ -31,10 +31,10 @@ TEST(ShardRange, ContiguousBalancedAndCovering) {
 
 TEST(ShardRange, ExampleSplit) {
   // 3 checkpoints × 5 batches in 4 shards: 4, 4, 4, 3 units.
-  EXPECT_EQ(shard_range(15, 0, 4), std::make_pair<int64_t, int64_t>(0, 4));
-  EXPECT_EQ(shard_range(15, 1, 4), std::make_pair<int64_t, int64_t>(4, 8));
-  EXPECT_EQ(shard_range(15, 2, 4), std::make_pair<int64_t, int64_t>(8, 12));
-  EXPECT_EQ(shard_range(15, 3, 4), std::make_pair<int64_t, int64_t>(12, 15));
+  EXPECT_EQ(shard_range(15, 0, 4), (std::pair<int64_t, int64_t>{0, 4}));
+  EXPECT_EQ(shard_range(15, 1, 4), (std::pair<int64_t, int64_t>{4, 8}));
+  EXPECT_EQ(shard_range(15, 2, 4), (std::pair<int64_t, int64_t>{8, 12}));
+  EXPECT_EQ(shard_range(15, 3, 4), (std::pair<int64_t, int64_t>{12, 15}));
 }
 
 TEST(BatchSeed, DependsOnSeedAndBatchOnly) {

@@ -34,11 +34,13 @@ class BadInput(unittest.TestCase):
         return os.path.join(self.dir, name)
 
     def eval(self, ckpts, data=None, extra=(), check=None, out=None):
-        args = ["eval", "--checkpoints"] + list(ckpts) + ["--data", data or self.data, "--batch-size", "8",
-                                                           "--num-batches", "2", "--methods", "sgd,ef,ief",
-                                                           "--damping", "0,1e-3", "--quiet",
-                                                           "--out", out or self.path("out.h5"), "--overwrite"]
-        p = e2e.run(args + list(extra), check=check)
+        options = {"--data": data or self.data, "--batch-size": "8", "--num-batches": "2",
+                   "--methods": "sgd,ef,ief", "--damping": "0,1e-3", "--out": out or self.path("out.h5")}
+        extra = list(extra)
+        for i in range(0, len(extra), 2):  # `extra` flags replace the defaults
+            options[extra[i]] = extra[i + 1]
+        args = ["eval", "--checkpoints"] + list(ckpts) + [x for kv in options.items() for x in kv]
+        p = e2e.run(args + ["--quiet", "--overwrite"], check=check)
         self.assertNotIn(p.returncode, CRASH_CODES, p.stderr)
         return p
 
@@ -97,8 +99,12 @@ class BadInput(unittest.TestCase):
 
     # --- data -----------------------------------------------------------------------------
     def test_data_shape_does_not_fit_model(self):
+        # Images into an MLP of 6 inputs: the forward runs (on the last axis), the logits do not fit the targets.
         p = self.eval([self.ckpt], data=e2e.fixture("conv_ce.h5"))
-        self.expect_error(p, 2, "forward failed on inputs of shape 8x1x6x6")
+        self.expect_error(p, 2, "targets of shape 8 do not fit logits of shape 8x1x6x4")
+        # Token ids of 5 tokens into the same MLP: the forward itself fails.
+        p = self.eval([self.ckpt], data=e2e.fixture("seq_ce.h5"))
+        self.expect_error(p, 2, "the model's forward failed on inputs of shape 8x5")
 
     def test_targets_out_of_range(self):
         with h5py.File(self.data, "r") as f:
@@ -233,8 +239,9 @@ class BadInput(unittest.TestCase):
             with h5py.File(out, "r") as f:
                 self.assertEqual(f["done"][()].tolist(), [[1, 1]])
                 gamma, norms = f["gamma"][()], f["per_sample_grad_norm"][()]
-            if not np.all(np.isfinite(norms)):
-                self.assertIn("per-sample gradients overflow", p.stderr)
+            if not np.all(np.isfinite(norms)):  # ‖g‖ or the squared per-sample norms overflowed
+                self.assertRegex(p.stderr, r"warning: checkpoint 0 batch \d: the (loss or gradient is not finite|"
+                                           r"per-sample gradients overflow)")
             if not np.all(np.isfinite(gamma)):
                 self.assertIn("warning", p.stderr)
 
