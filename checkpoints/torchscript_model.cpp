@@ -114,9 +114,10 @@ class TorchScriptModel final : public Model {
     c10::IValue out;
     try {
       out = module_.forward({inputs});
-    } catch (const c10::Error& e) {
-      throw InputError(fmt::format("{}: the model's forward failed on inputs of shape {}: {}", path_,
-                                   fmt::join(inputs.sizes(), "x"), first_line(e.what())));
+    } catch (const std::exception& e) {  // c10::Error, or the interpreter's JITException
+      throw InputError(fmt::format("{}: the model's forward failed on inputs of shape {} ({}): {}", path_,
+                                   fmt::join(inputs.sizes(), "x"), c10::toString(inputs.scalar_type()),
+                                   reason(e.what())));
     }
     if (!out.isTensor()) {
       throw InputError(fmt::format("{}: forward(inputs) must return one logits tensor, got {}",
@@ -161,6 +162,20 @@ class TorchScriptModel final : public Model {
 
  private:
   static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+  // The cause in an error from the TorchScript interpreter: its last "...Error: why" line
+  // (the rest is a traceback), else the first line.
+  static std::string reason(const std::string& s) {
+    std::string found;
+    size_t start = 0;
+    while (start < s.size()) {
+      size_t end = s.find('\n', start);
+      if (end == std::string::npos) end = s.size();
+      const auto line = s.substr(start, end - start);
+      if (line.find("Error: ") != std::string::npos) found = line;
+      start = end + 1;
+    }
+    return found.empty() ? first_line(s) : found;
+  }
 
   torch::jit::Module module_;
   std::string path_;
