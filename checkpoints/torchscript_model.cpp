@@ -56,6 +56,8 @@ class TorchScriptModel final : public Model {
   TorchScriptModel(torch::jit::Module module, std::string path)
       : module_(std::move(module)), path_(std::move(path)) {
     module_.eval();
+    for (const auto& p : module_.named_parameters(/*recurse=*/true)) check_storage(p.name, p.value);
+    for (const auto& b : module_.named_buffers(/*recurse=*/true)) check_storage(b.name, b.value);
     for (const auto& p : module_.named_parameters(/*recurse=*/true)) {
       names_.push_back(p.name);
       saved_trainable_[p.name] = p.value.requires_grad();
@@ -162,6 +164,28 @@ class TorchScriptModel final : public Model {
 
  private:
   static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+  // A malformed archive can give a tensor sizes and strides its storage does not hold (or
+  // no storage at all); reading it would touch memory that is not there. Needed bytes:
+  // (offset + 1 + Σ_i (size_i − 1)·stride_i) · itemsize for a non-empty tensor.
+  void check_storage(const std::string& name, const at::Tensor& t) const {
+    if (!t.defined() || t.numel() == 0) return;
+    bool ok = t.has_storage() && t.storage().data() != nullptr && t.storage_offset() >= 0;
+    if (ok) {
+      uint64_t last = static_cast<uint64_t>(t.storage_offset());
+      for (int64_t d = 0; d < t.dim(); ++d) {
+        if (t.stride(d) < 0) ok = false;
+        last += static_cast<uint64_t>(t.size(d) - 1) * static_cast<uint64_t>(std::max<int64_t>(t.stride(d), 0));
+      }
+      ok = ok && (last + 1) * t.element_size() <= t.storage().nbytes();
+    }
+    if (!ok) {
+      throw InputError(fmt::format("TorchScript checkpoint '{}': tensor '{}' of shape {} has missing or truncated "
+                                   "data (a damaged archive)",
+                                   path_, name, fmt::join(t.sizes(), "x")));
+    }
+  }
+
   // The cause in an error from the TorchScript interpreter: its last "...Error: why" line
   // (the rest is a traceback), else the first line.
   static std::string reason(const std::string& s) {
