@@ -1,6 +1,11 @@
 #include "reports/h5.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <limits>
 
@@ -77,9 +82,41 @@ H5::H5File open_read(const std::string& path) {
 H5::H5File create(const std::string& path) {
   H5::Exception::dontPrint();
   try {
-    return H5::H5File(path, H5F_ACC_TRUNC);
+    // In memory (core driver, no backing store): HDF5 never writes to the disk itself, so a
+    // full disk or a file-size limit is met by save() with a clear errno, not inside HDF5
+    // (whose H5Fclose after a failed write crashes in 1.10).
+    H5::FileAccPropList access;
+    access.setCore(1 << 20, /*backing_store=*/false);
+    return H5::H5File(path, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, access);
   } catch (const H5::Exception& e) {
     throw Error(fmt::format("cannot create HDF5 file '{}': {}", path, e.getDetailMsg()));
+  }
+}
+
+void save(H5::H5File& file, const std::string& path) {
+  file.flush(H5F_SCOPE_GLOBAL);
+  const ssize_t size = H5Fget_file_image(file.getId(), nullptr, 0);
+  if (size < 0) throw Error(fmt::format("cannot serialise HDF5 file '{}'", path));
+  std::vector<char> image(static_cast<size_t>(size));
+  if (H5Fget_file_image(file.getId(), image.data(), image.size()) != size) {
+    throw Error(fmt::format("cannot serialise HDF5 file '{}'", path));
+  }
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw Error(fmt::format("cannot create '{}': {}", path, std::strerror(errno)));
+  size_t done = 0;
+  while (done < image.size()) {
+    const ssize_t n = ::write(fd, image.data() + done, image.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : ENOSPC;
+      ::close(fd);
+      throw Error(fmt::format("writing '{}' failed after {} of {} bytes: {}", path, done, image.size(),
+                              std::strerror(err)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    throw Error(fmt::format("flushing '{}' to the disk failed: {}", path, std::strerror(errno)));
   }
 }
 

@@ -252,6 +252,7 @@ void write_result_file(const std::string& path, const ResultFile& r) {
     for (const auto& [k, v] : r.metadata) {
       if (!info.settings.count(k) && k != "settings" && k != "fingerprint") h5::write_attr(file, k, v);
     }
+    h5::save(file, tmp);
     file.close();
   });
 }
@@ -441,6 +442,7 @@ void ResultStore::put(const UnitResult& unit) {
       h5::Array part{result_.info.unit_shape(spec.shape), unit.values.at(name)};
       h5::write_array(file, name, part, false);
     }
+    h5::save(file, tmp);
     file.close();
   });
 }
