@@ -59,11 +59,19 @@ class Resume(unittest.TestCase):
         print(f"uninterrupted run: {cls.full_seconds:.2f} s (start-up {cls.startup_seconds:.2f} s); "
               f"random seed {SEED}", flush=True)
 
-    def kill_at_random(self, rng, args, units_left):
-        """Starts `fisheval ARGS` and SIGKILLs it at a random moment before it could finish:
-        sometimes during start-up, mostly while computing units. True if it was killed."""
+    def kill_at_random(self, rng, args, parts_glob, total):
+        """Starts `fisheval ARGS` and SIGKILLs it at a random moment: one time in five during
+        start-up, else once a random number of further units is on disk plus a random part
+        of a unit's time (so inside the next unit, or while its part is being written).
+        True if it was killed before it finished."""
         proc = subprocess.Popen([e2e.BINARY] + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 1.0) * self.startup_seconds + rng.uniform(0.0, 0.7) * units_left * self.unit_seconds)
+        if rng.random() < 0.2:
+            time.sleep(rng.uniform(0.1, 1.0) * self.startup_seconds)
+        else:
+            target = rng.randint(min(len(glob.glob(parts_glob)) + 1, total - 1), total - 1)
+            while proc.poll() is None and len(glob.glob(parts_glob)) < target:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 1.0) * self.unit_seconds)
         killed = proc.poll() is None
         if killed:
             proc.send_signal(signal.SIGKILL)
@@ -75,7 +83,7 @@ class Resume(unittest.TestCase):
         out = os.path.join(self.dir, "killed.h5")
         kills, seen_parts = 0, []
         for attempt in range(12):
-            kills += self.kill_at_random(rng, sweep(out), 36 - len(parts_of(out)))
+            kills += self.kill_at_random(rng, sweep(out), out + ".parts/unit-*-*.h5", 36)
             parts = parts_of(out)
             seen_parts.append(len(parts))
             for part in parts:  # every part on disk is complete and readable
@@ -123,7 +131,8 @@ class Resume(unittest.TestCase):
         e2e.run(sweep(shard_ref, ["--shard", "2/3"]), check=0)
         out = os.path.join(self.dir, "shard_killed.h5")
         for _ in range(3):
-            self.kill_at_random(rng, sweep(out, ["--shard", "2/3"]), 12 - len(parts_of(out)))
+            self.kill_at_random(rng, sweep(out, ["--shard", "2/3"]),
+                                os.path.join(self.dir, "shard_killed.shard-2-of-3.h5.parts/unit-*-*.h5"), 12)
         e2e.run(sweep(out, ["--shard", "2/3"]), check=0)
         self.assertEqual(e2e.result_differences(os.path.join(self.dir, "shard_killed.shard-2-of-3.h5"),
                                                 os.path.join(self.dir, "shard_ref.shard-2-of-3.h5")), [])
@@ -175,7 +184,7 @@ class Resume(unittest.TestCase):
                 with h5py.File(part, "r") as f:
                     self.assertTrue(np.isfinite(f["gamma"][()]).all())
             self.assertEqual(glob.glob(out + ".parts/*.tmp"), [])  # no half-written file left
-            subprocess.run(["mount", "-o", f"remount,size={size * 4}", mnt], check=True)
+            subprocess.run(["mount", "-o", f"remount,size={size * 16}", mnt], check=True)  # room for every part and the result
             p = e2e.run(sweep(out), check=0)
             total, computed, resumed = summary(p.stderr)
             self.assertEqual((total, resumed), (36, done))
