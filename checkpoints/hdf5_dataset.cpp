@@ -8,6 +8,7 @@
 
 #include "checkpoints/dataset.h"
 #include "checkpoints/error.h"
+#include "checkpoints/limits.h"
 
 namespace fisheval {
 namespace {
@@ -31,6 +32,14 @@ at::Tensor read_dataset(const H5::H5File& file, const std::string& name, const s
   std::vector<int64_t> shape(dims.begin(), dims.end());
   const auto where = fmt::format("{}:{}", path, name);
   const auto type = torch_type(ds.getDataType(), ds.getTypeClass(), where);
+  // Bytes the dataset declares, refused past the load limit (a malformed file can declare anything).
+  uint64_t bytes = type == at::kFloat ? 4 : 8;
+  for (auto d : dims) bytes = d == 0 || bytes <= max_load_bytes() / d ? bytes * d : max_load_bytes() + 1;
+  if (bytes > max_load_bytes()) {
+    throw InputError(fmt::format("{}: dataset of shape {} does not fit in memory (limit {} bytes, see "
+                                 "FISHEVAL_MAX_LOAD_BYTES)",
+                                 where, fmt::join(shape, "x"), max_load_bytes()));
+  }
   auto tensor = torch::empty(shape, torch::TensorOptions().dtype(type));
   if (tensor.numel() == 0) return tensor;
   const H5::PredType& mem = type == at::kDouble  ? H5::PredType::NATIVE_DOUBLE

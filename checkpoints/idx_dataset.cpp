@@ -9,6 +9,7 @@
 
 #include "checkpoints/dataset.h"
 #include "checkpoints/error.h"
+#include "checkpoints/limits.h"
 
 namespace fs = std::filesystem;
 
@@ -90,8 +91,12 @@ IdxArray read_idx(const std::string& path) {
     if (!f.read(b, 4)) throw InputError(fmt::format("IDX file '{}' is truncated in its header", path));
     const uint32_t n = (uint32_t(b[0]) << 24) | (uint32_t(b[1]) << 16) | (uint32_t(b[2]) << 8) | uint32_t(b[3]);
     out.dims.push_back(n);
-    count *= n;
-    if (count > (uint64_t(1) << 34)) throw InputError(fmt::format("IDX file '{}' declares an absurd size", path));
+    count = n == 0 || count <= max_load_bytes() / n ? count * n : max_load_bytes() + 1;
+    if (count > max_load_bytes()) {
+      throw InputError(fmt::format("IDX file '{}' declares more data than fits in memory (limit {} bytes, see "
+                                   "FISHEVAL_MAX_LOAD_BYTES)",
+                                   path, max_load_bytes()));
+    }
   }
   out.data.resize(count);
   if (count > 0 && !f.read(out.data.data(), count)) {

@@ -56,6 +56,8 @@ class TorchScriptModel final : public Model {
   TorchScriptModel(torch::jit::Module module, std::string path)
       : module_(std::move(module)), path_(std::move(path)) {
     module_.eval();
+    for (const auto& p : module_.named_parameters(/*recurse=*/true)) check_storage(p.name, p.value);
+    for (const auto& b : module_.named_buffers(/*recurse=*/true)) check_storage(b.name, b.value);
     for (const auto& p : module_.named_parameters(/*recurse=*/true)) {
       names_.push_back(p.name);
       saved_trainable_[p.name] = p.value.requires_grad();
@@ -114,9 +116,10 @@ class TorchScriptModel final : public Model {
     c10::IValue out;
     try {
       out = module_.forward({inputs});
-    } catch (const c10::Error& e) {
-      throw InputError(fmt::format("{}: the model's forward failed on inputs of shape {}: {}", path_,
-                                   fmt::join(inputs.sizes(), "x"), first_line(e.what())));
+    } catch (const std::exception& e) {  // c10::Error, or the interpreter's JITException
+      throw InputError(fmt::format("{}: the model's forward failed on inputs of shape {} ({}): {}", path_,
+                                   fmt::join(inputs.sizes(), "x"), c10::toString(inputs.scalar_type()),
+                                   reason(e.what())));
     }
     if (!out.isTensor()) {
       throw InputError(fmt::format("{}: forward(inputs) must return one logits tensor, got {}",
@@ -162,6 +165,42 @@ class TorchScriptModel final : public Model {
  private:
   static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
+  // A malformed archive can give a tensor sizes and strides its storage does not hold (or
+  // no storage at all); reading it would touch memory that is not there. Needed bytes:
+  // (offset + 1 + Σ_i (size_i − 1)·stride_i) · itemsize for a non-empty tensor.
+  void check_storage(const std::string& name, const at::Tensor& t) const {
+    if (!t.defined() || t.numel() == 0) return;
+    bool ok = t.has_storage() && t.storage().data() != nullptr && t.storage_offset() >= 0;
+    if (ok) {
+      uint64_t last = static_cast<uint64_t>(t.storage_offset());
+      for (int64_t d = 0; d < t.dim(); ++d) {
+        if (t.stride(d) < 0) ok = false;
+        last += static_cast<uint64_t>(t.size(d) - 1) * static_cast<uint64_t>(std::max<int64_t>(t.stride(d), 0));
+      }
+      ok = ok && (last + 1) * t.element_size() <= t.storage().nbytes();
+    }
+    if (!ok) {
+      throw InputError(fmt::format("TorchScript checkpoint '{}': tensor '{}' of shape {} has missing or truncated "
+                                   "data (a damaged archive)",
+                                   path_, name, fmt::join(t.sizes(), "x")));
+    }
+  }
+
+  // The cause in an error from the TorchScript interpreter: its last "...Error: why" line
+  // (the rest is a traceback), else the first line.
+  static std::string reason(const std::string& s) {
+    std::string found;
+    size_t start = 0;
+    while (start < s.size()) {
+      size_t end = s.find('\n', start);
+      if (end == std::string::npos) end = s.size();
+      const auto line = s.substr(start, end - start);
+      if (line.find("Error: ") != std::string::npos) found = line;
+      start = end + 1;
+    }
+    return found.empty() ? first_line(s) : found;
+  }
+
   torch::jit::Module module_;
   std::string path_;
   std::vector<std::string> names_;
@@ -175,18 +214,26 @@ class TorchScriptModel final : public Model {
 
 std::unique_ptr<Model> load_torchscript_model(const std::string& path) {
   torch::jit::setGraphExecutorOptimize(false);
+  // LibTorch reports a malformed archive with c10::Error, and from its TorchScript parser
+  // and unpickler with other std::exception types (torch::jit::ErrorReport,
+  // std::runtime_error): all of them are bad input here.
+  const auto refuse = [&](const std::string& what) {
+    return InputError(fmt::format("cannot load TorchScript checkpoint '{}': {}", path, what.substr(0, what.find('\n'))));
+  };
   torch::jit::Module module;
   try {
     module = torch::jit::load(path, torch::kCPU);
-  } catch (const c10::Error& e) {
-    const std::string what = e.what();
-    throw InputError(fmt::format("cannot load TorchScript checkpoint '{}': {}", path,
-                                 what.substr(0, what.find('\n'))));
+  } catch (const std::exception& e) {
+    throw refuse(e.what());
   }
   if (!module.find_method("forward")) {
     throw InputError(fmt::format("TorchScript checkpoint '{}' has no forward method", path));
   }
-  return std::make_unique<TorchScriptModel>(std::move(module), path);
+  try {  // reads the tap attributes, whose types a malformed archive may get wrong
+    return std::make_unique<TorchScriptModel>(std::move(module), path);
+  } catch (const c10::Error& e) {
+    throw refuse(e.what());
+  }
 }
 
 }  // namespace fisheval

@@ -127,11 +127,18 @@ SweepSummary run_sweep(const SweepOptions& o) {
   int64_t finished = summary.units_imported;
   for (int64_t c = 0; c < C; ++c) {
     std::vector<int64_t> todo;
+    bool in_shard = false;
     for (int64_t b = 0; b < B; ++b) {
       const int64_t u = c * B + b;
+      in_shard = in_shard || (u >= begin && u < end);
       if (u >= begin && u < end && !store.done(c, b)) todo.push_back(b);
     }
-    if (todo.empty()) continue;
+    if (todo.empty()) {
+      // Every unit of this checkpoint in this shard was imported from disk (resume):
+      // the same status as when they were computed here.
+      if (in_shard) store.set_checkpoint_status(c, "ok");
+      continue;
+    }
     LoadedCheckpoint ckpt;
     try {
       ckpt = load_checkpoint(o.checkpoints[c].path, o.params, device, dtype);

@@ -20,6 +20,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 std::vector<double> to_vector(const at::Tensor& t) {
   const auto c = t.to(torch::kCPU, torch::kDouble).contiguous();
   return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
@@ -94,6 +96,15 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
                      c, b, v["loss"][0]));
     return u;
   }
+  // ‖∇θ l_n‖ = sqrt(C_nn): infinite when the squared per-sample gradient norms overflow,
+  // and then every Gram solve would be of an infinite matrix.
+  const auto& norms = v["per_sample_grad_norm"];
+  if (!std::all_of(norms.begin(), norms.end(), [](double x) { return std::isfinite(x); })) {
+    warn(fmt::format("checkpoint {} batch {}: the per-sample gradients overflow (‖∇θ l_n‖² is not finite; loss {}); "
+                     "the batch's directions and γ are recorded as NaN",
+                     c, b, v["loss"][0]));
+    return u;
+  }
   const double scale = solvers::damping_scale(o_.damping_mode, o_.damping_reference, state);
   for (int64_t j = 0; j < D; ++j) v["damping_effective"][j] = o_.dampings[j] * scale;
 
@@ -106,7 +117,15 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
   const auto ref = reference_method(o_);
   if (!ref.empty()) {
     auto method = solvers::make_method(ref, o_.method_options);
-    const auto dir = method->direction(state, 0.0);
+    solvers::Direction dir;
+    try {
+      dir = method->direction(state, 0.0);
+    } catch (const c10::Error& e) {  // a numerical failure (e.g. an eigensolver that did not converge)
+      dir.status = solvers::SolveStatus::kNotConverged;
+      dir.residual = kNaN;
+      warn(fmt::format("checkpoint {} batch {}: the natural-gradient reference ({}) failed: {}", c, b, ref,
+                       first_line(e.what())));
+    }
     const bool converged = dir.status != solvers::SolveStatus::kNotConverged;
     v["ng_converged"] = {converged ? 1.0 : 0.0};
     if (converged) {
@@ -125,19 +144,34 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
     // Every damping's direction first, then their dᵀFd in one batched product.
     const int64_t count = method.damped() ? D : 1;
     std::vector<solvers::Direction> dirs;
-    std::vector<double> seconds;
+    std::vector<int64_t> computed;  // dampings whose direction exists
+    std::vector<double> seconds(count, 0.0);
     for (int64_t j = 0; j < count; ++j) {
       const auto t0 = std::chrono::steady_clock::now();
-      dirs.push_back(method.weights_only(state, v["damping_effective"][j]));
-      seconds.push_back(seconds_since(t0));
+      try {
+        dirs.push_back(method.weights_only(state, v["damping_effective"][j]));
+        computed.push_back(j);
+      } catch (const c10::Error& e) {
+        // A numerical failure of this cell only (an eigensolver or factorisation that
+        // did not converge on an ill-conditioned matrix): NaN, solve_status -1, a warning.
+        warn(fmt::format("checkpoint {} batch {} method {} damping {:g}: the direction could not be computed "
+                         "({}); recorded as NaN",
+                         c, b, method.name(), o_.dampings[j], first_line(e.what())));
+      }
+      seconds[j] = seconds_since(t0);
     }
+    if (dirs.empty()) continue;
     const auto t_quad = std::chrono::steady_clock::now();
     const auto quads = state.fisher_quad(dirs);
-    const double quad_seconds = seconds_since(t_quad) / static_cast<double>(count);
+    const double quad_seconds = seconds_since(t_quad) / static_cast<double>(dirs.size());
     for (int64_t j = 0; j < D; ++j) {
       const int64_t cell = m * D + j;
-      const auto& dir = dirs[std::min(j, count - 1)];
-      const double quad = quads[std::min(j, count - 1)].item<double>();
+      const int64_t jj = std::min(j, count - 1);  // undamped methods: one direction for every damping
+      const auto at = std::find(computed.begin(), computed.end(), jj);
+      if (at == computed.end()) continue;
+      const auto k = static_cast<size_t>(at - computed.begin());
+      const auto& dir = dirs[k];
+      const double quad = quads[k].item<double>();
       IndicatorValues iv;
       if (dir.d.defined()) {
         iv = indicator(dir.d, g, quad);
@@ -155,7 +189,7 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
       v["solve_status"][cell] = static_cast<double>(dir.status);
       v["cg_iterations"][cell] = static_cast<double>(dir.iterations);
       v["cg_residual"][cell] = dir.residual;
-      v["seconds"][cell] = seconds[std::min(j, count - 1)] + quad_seconds;
+      v["seconds"][cell] = seconds[jj] + quad_seconds;
       if (method.name() == "ng-cg" && info_.cg_history_length > 0) {
         for (size_t i = 0; i < dir.residual_history.size() && i < size_t(info_.cg_history_length); ++i) {
           v["cg_residual_history"][j * info_.cg_history_length + i] = dir.residual_history[i];

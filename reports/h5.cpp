@@ -1,8 +1,16 @@
 #include "reports/h5.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <limits>
 
 #include "checkpoints/error.h"
+#include "checkpoints/limits.h"
 
 namespace fisheval::h5 {
 namespace {
@@ -29,7 +37,32 @@ H5::CompType checkpoint_type() {
   return t;
 }
 
+// Length of a 1-d dataset; anything else is refused (a string list or the checkpoint axis).
+hsize_t vector_length(const H5::H5File& file, const std::string& name, const H5::DataSpace& space) {
+  if (space.getSimpleExtentNdims() != 1) {
+    throw InputError(fmt::format("'{}': dataset '{}' must be 1-d", file.getFileName(), name));
+  }
+  hsize_t n = 0;
+  space.getSimpleExtentDims(&n);
+  if (n > (hsize_t(1) << 24)) {
+    throw InputError(fmt::format("'{}': dataset '{}' declares {} entries", file.getFileName(), name, n));
+  }
+  return n;
+}
+
 }  // namespace
+
+uint64_t checked_bytes(const std::vector<int64_t>& shape, uint64_t element_size) {
+  uint64_t bytes = element_size;
+  for (auto s : shape) {
+    if (s < 0) return std::numeric_limits<uint64_t>::max();
+    if (s != 0 && bytes > std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(s)) {
+      return std::numeric_limits<uint64_t>::max();
+    }
+    bytes *= static_cast<uint64_t>(s);
+  }
+  return bytes;
+}
 
 int64_t Array::size() const {
   int64_t n = 1;
@@ -49,9 +82,41 @@ H5::H5File open_read(const std::string& path) {
 H5::H5File create(const std::string& path) {
   H5::Exception::dontPrint();
   try {
-    return H5::H5File(path, H5F_ACC_TRUNC);
+    // In memory (core driver, no backing store): HDF5 never writes to the disk itself, so a
+    // full disk or a file-size limit is met by save() with a clear errno, not inside HDF5
+    // (whose H5Fclose after a failed write crashes in 1.10).
+    H5::FileAccPropList access;
+    access.setCore(1 << 20, /*backing_store=*/false);
+    return H5::H5File(path, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, access);
   } catch (const H5::Exception& e) {
     throw Error(fmt::format("cannot create HDF5 file '{}': {}", path, e.getDetailMsg()));
+  }
+}
+
+void save(H5::H5File& file, const std::string& path) {
+  file.flush(H5F_SCOPE_GLOBAL);
+  const ssize_t size = H5Fget_file_image(file.getId(), nullptr, 0);
+  if (size < 0) throw Error(fmt::format("cannot serialise HDF5 file '{}'", path));
+  std::vector<char> image(static_cast<size_t>(size));
+  if (H5Fget_file_image(file.getId(), image.data(), image.size()) != size) {
+    throw Error(fmt::format("cannot serialise HDF5 file '{}'", path));
+  }
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw Error(fmt::format("cannot create '{}': {}", path, std::strerror(errno)));
+  size_t done = 0;
+  while (done < image.size()) {
+    const ssize_t n = ::write(fd, image.data() + done, image.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : ENOSPC;
+      ::close(fd);
+      throw Error(fmt::format("writing '{}' failed after {} of {} bytes: {}", path, done, image.size(),
+                              std::strerror(err)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    throw Error(fmt::format("flushing '{}' to the disk failed: {}", path, std::strerror(errno)));
   }
 }
 
@@ -82,6 +147,12 @@ Array read_array(const H5::H5File& file, const std::string& name) {
   if (rank > 0) space.getSimpleExtentDims(dims.data());
   Array a;
   a.shape.assign(dims.begin(), dims.end());
+  const auto bytes = checked_bytes(a.shape, sizeof(double));
+  if (bytes > max_load_bytes()) {
+    throw InputError(fmt::format("'{}': dataset '{}' of shape {} is too large ({} bytes; the limit is {}, see "
+                                 "FISHEVAL_MAX_LOAD_BYTES)",
+                                 file.getFileName(), name, fmt::join(a.shape, "x"), bytes, max_load_bytes()));
+  }
   a.data.resize(a.size());
   if (!a.data.empty()) ds.read(a.data.data(), H5::PredType::NATIVE_DOUBLE);
   return a;
@@ -102,8 +173,7 @@ std::vector<std::string> read_strings(const H5::H5File& file, const std::string&
   if (!file.nameExists(name)) throw InputError(fmt::format("'{}' has no dataset '{}'", file.getFileName(), name));
   auto ds = file.openDataSet(name);
   auto space = ds.getSpace();
-  hsize_t n = 0;
-  space.getSimpleExtentDims(&n);
+  const hsize_t n = vector_length(file, name, space);
   std::vector<char*> ptrs(n, nullptr);
   if (n > 0) ds.read(ptrs.data(), vlen_string());
   std::vector<std::string> out;
@@ -128,8 +198,7 @@ void read_checkpoint_axis(const H5::H5File& file, std::vector<std::string>& path
   }
   auto ds = file.openDataSet("checkpoint");
   auto space = ds.getSpace();
-  hsize_t n = 0;
-  space.getSimpleExtentDims(&n);
+  const hsize_t n = vector_length(file, "checkpoint", space);
   std::vector<CheckpointRecord> recs(n);
   if (n > 0) ds.read(recs.data(), checkpoint_type());
   paths.clear();

@@ -15,9 +15,14 @@ struct Array {  // row-major n-d array of doubles (integers stored exactly)
   int64_t size() const;
 };
 
+// Bytes of an array of `shape` (saturating at UINT64_MAX on overflow or a negative extent).
+uint64_t checked_bytes(const std::vector<int64_t>& shape, uint64_t element_size);
+
 // Opens / creates files, turning HDF5 failures into fisheval::Error with `path` named.
 H5::H5File open_read(const std::string& path);
-H5::H5File create(const std::string& path);
+H5::H5File create(const std::string& path);  // in memory until save()
+// Writes the in-memory file to `path` (write, fsync); Error with the system's reason on failure.
+void save(H5::H5File& file, const std::string& path);
 
 void write_array(H5::H5File& file, const std::string& name, const Array& a, bool as_int64,
                  const std::string& description = "");

@@ -2,7 +2,12 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cmath>
 #include <filesystem>
@@ -30,12 +35,29 @@ uint64_t fnv1a(const std::string& text) {
   return h;
 }
 
-void fsync_path(const std::string& path) {
+// Flushes a file (or folder) to the disk; false when the system reports a failure.
+bool fsync_path(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
+  if (fd < 0) return false;
+  const bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// Why a write into `folder` may have failed, from what the system says now: free
+// space and the file-size limit (ulimit -f).
+std::string write_failure_hint(const std::string& folder) {
+  std::string hint;
+  struct statvfs fs_info {};
+  if (::statvfs(folder.c_str(), &fs_info) == 0) {
+    const auto free_bytes = static_cast<unsigned long long>(fs_info.f_bavail) * fs_info.f_frsize;
+    if (free_bytes < (16ull << 20)) hint += fmt::format("; the disk holding '{}' is full ({} bytes free)", folder, free_bytes);
   }
+  struct rlimit limit {};
+  if (::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    hint += fmt::format("; the file-size limit (ulimit -f) is {} bytes", static_cast<unsigned long long>(limit.rlim_cur));
+  }
+  return hint.empty() ? " (disk full or no permission?)" : hint;
 }
 
 std::string settings_text(const std::map<std::string, std::string>& settings) {
@@ -55,25 +77,34 @@ std::map<std::string, std::string> parse_settings(const std::string& text) {
   return out;
 }
 
-// Writes `what` through a temp file in the same folder, fsync, then renames.
+// Writes through a temp file in the same folder, fsync, rename, then fsync of the
+// folder: at any moment `path` is either absent, the old file or the complete new one.
 template <class Fn>
 void write_atomically(const std::string& path, Fn&& write) {
   const std::string tmp = path + ".tmp";
+  auto folder = fs::path(path).parent_path().string();
+  if (folder.empty()) folder = ".";
+  const auto fail = [&](const std::string& why) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw Error(fmt::format("cannot write '{}': {}{}", path, why, write_failure_hint(folder)));
+  };
   try {
     write(tmp);
   } catch (const H5::Exception& e) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw Error(fmt::format("cannot write '{}': {} (disk full or no permission?)", path, e.getDetailMsg()));
+    fail(e.getDetailMsg());
+  } catch (const Error& e) {
+    fail(e.what());
   } catch (...) {
     std::error_code ec;
     fs::remove(tmp, ec);
     throw;
   }
-  fsync_path(tmp);
+  if (!fsync_path(tmp)) fail(fmt::format("flushing '{}' to the disk failed: {}", tmp, std::strerror(errno)));
   std::error_code ec;
   fs::rename(tmp, path, ec);
-  if (ec) throw Error(fmt::format("cannot rename '{}' to '{}': {}", tmp, path, ec.message()));
+  if (ec) fail(fmt::format("cannot rename '{}': {}", tmp, ec.message()));
+  fsync_path(folder);
 }
 
 }  // namespace
@@ -221,6 +252,7 @@ void write_result_file(const std::string& path, const ResultFile& r) {
     for (const auto& [k, v] : r.metadata) {
       if (!info.settings.count(k) && k != "settings" && k != "fingerprint") h5::write_attr(file, k, v);
     }
+    h5::save(file, tmp);
     file.close();
   });
 }
@@ -234,6 +266,7 @@ ResultFile read_result_file(const std::string& path) {
     info.methods = h5::read_strings(file, "method");
     info.dampings = h5::read_array(file, "damping").data;
     const auto samples = h5::read_array(file, "batch_samples");
+    if (samples.shape.size() != 2) throw InputError(fmt::format("'{}': dataset batch_samples must be 2-d", path));
     for (int64_t b = 0; b < samples.shape.at(0); ++b) {
       std::vector<int64_t> idx;
       for (int64_t n = 0; n < samples.shape.at(1); ++n) idx.push_back(static_cast<int64_t>(samples.data[b * samples.shape[1] + n]));
@@ -248,7 +281,17 @@ ResultFile read_result_file(const std::string& path) {
     if (fingerprint != info.fingerprint()) {
       throw InputError(fmt::format("'{}' is inconsistent: its configuration does not match its fingerprint", path));
     }
+    if (info.checkpoint_steps.size() != info.checkpoint_paths.size()) {
+      throw InputError(fmt::format("'{}': the checkpoint axis is inconsistent", path));
+    }
     r.checkpoint_status = h5::read_strings(file, "checkpoint_status");
+    if (static_cast<int64_t>(r.checkpoint_status.size()) != info.num_checkpoints()) {
+      throw InputError(fmt::format("'{}': dataset checkpoint_status has {} entries for {} checkpoints", path,
+                                   r.checkpoint_status.size(), info.num_checkpoints()));
+    }
+    if (info.cg_history_length < 0 || info.cg_history_length > (1 << 20)) {
+      throw InputError(fmt::format("'{}': attribute cg_history_length is out of range", path));
+    }
     for (const auto& m : result_measures()) {
       if (m.shape == MeasureShape::kCgHistory && info.cg_history_length == 0) continue;
       auto a = h5::read_array(file, m.name);
@@ -342,7 +385,9 @@ ResultStore::ResultStore(std::string out, RunInfo info, std::map<std::string, st
   if (fs::exists(parts_)) {
     std::string old;
     std::ifstream(parts_fp.string()) >> old;
-    if (old != fingerprint) {
+    // An empty or missing FINGERPRINT (a run killed while creating the folder) is no
+    // conflict: every part carries its own fingerprint and is checked below.
+    if (!old.empty() && old != fingerprint) {
       if (!overwrite) {
         throw InputError(fmt::format("'{}' holds partial results of a different configuration; remove it or pass "
                                      "--overwrite",
@@ -353,9 +398,12 @@ ResultStore::ResultStore(std::string out, RunInfo info, std::map<std::string, st
   }
   fs::create_directories(parts_);
   {
-    std::ofstream fp(parts_fp.string());
+    const auto tmp = parts_fp.string() + ".tmp";
+    std::ofstream fp(tmp);
     fp << fingerprint << "\n";
-    if (!fp.flush()) throw Error(fmt::format("cannot write to '{}' (disk full?)", parts_));
+    if (!fp.flush()) throw Error(fmt::format("cannot write to '{}'{}", parts_, write_failure_hint(parts_)));
+    fp.close();
+    fs::rename(tmp, parts_fp);
   }
   for (const auto& entry : fs::directory_iterator(parts_)) {
     const auto name = entry.path().filename().string();
@@ -394,6 +442,7 @@ void ResultStore::put(const UnitResult& unit) {
       h5::Array part{result_.info.unit_shape(spec.shape), unit.values.at(name)};
       h5::write_array(file, name, part, false);
     }
+    h5::save(file, tmp);
     file.close();
   });
 }

@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 # chromium: tests/e2e/test_report.py renders the HTML report headless.
 PACKAGES=(cmake ninja-build g++ pkg-config libtorch-dev libhdf5-dev libboost-program-options-dev libfmt-dev
           libgtest-dev zlib1g-dev python3-torch python3-h5py python3-matplotlib python3-numpy
-          dataset-fashion-mnist chromium ${FISHEVAL_EXTRA_PACKAGES:-})
+          dataset-fashion-mnist chromium
+          slurm-wlm munge    # tests/e2e/test_slurm.py: a real one-node Slurm cluster (scripts/slurm/)
+          clang libclang-rt-14-dev    # scripts/fuzz.sh: libFuzzer targets of the loaders
+          ${FISHEVAL_EXTRA_PACKAGES:-})
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

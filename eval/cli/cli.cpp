@@ -22,13 +22,11 @@ std::string shell_quote(const std::string& s) {
 std::string value_text(const boost::any& v) {
   if (v.type() == typeid(std::string)) return boost::any_cast<std::string>(v);
   if (v.type() == typeid(int64_t)) return std::to_string(boost::any_cast<int64_t>(v));
+  if (v.type() == typeid(uint64_t)) return std::to_string(boost::any_cast<uint64_t>(v));
   if (v.type() == typeid(int)) return std::to_string(boost::any_cast<int>(v));
-  if (v.type() == typeid(double)) return fmt::format("{:g}", boost::any_cast<double>(v));
+  if (v.type() == typeid(double)) return fmt::format("{}", boost::any_cast<double>(v));  // shortest round trip
   if (v.type() == typeid(bool)) return boost::any_cast<bool>(v) ? "true" : "false";
-  if (v.type() == typeid(std::vector<std::string>)) {
-    return fmt::format("{}", fmt::join(boost::any_cast<std::vector<std::string>>(v), " "));
-  }
-  return "?";
+  throw std::logic_error("effective_config: an option of a type it cannot print");
 }
 }  // namespace
 
@@ -73,6 +71,11 @@ std::string effective_config(const po::variables_map& vm) {
   std::ostringstream out;
   for (const auto& [name, value] : vm) {
     if (name == "help" || name == "config" || value.empty()) continue;
+    // A list option is one line per item: that is how an INI file gives it back.
+    if (value.value().type() == typeid(std::vector<std::string>)) {
+      for (const auto& item : value.as<std::vector<std::string>>()) out << name << " = " << item << "\n";
+      continue;
+    }
     out << name << " = " << value_text(value.value()) << "\n";
   }
   return out.str();

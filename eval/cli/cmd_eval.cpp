@@ -200,9 +200,13 @@ int run_eval(const std::vector<std::string>& args) {
       "results: {}\n",
       summary.units_total, summary.units_computed, summary.units_imported, format_duration(summary.seconds),
       summary.checkpoints_failed, summary.warnings, summary.out);
-  if (summary.checkpoints_failed > 0) {
-    return summary.checkpoints_failed >= static_cast<int64_t>(o.checkpoints.size()) ? kExitFailure : kExitPartial;
+  if (summary.checkpoints_failed > 0 && summary.checkpoints_failed >= static_cast<int64_t>(o.checkpoints.size())) {
+    // Every checkpoint was refused (each for bad input: unreadable, wrong shapes, ...).
+    std::cerr << fmt::format("fisheval eval: error: every checkpoint failed ({}); see the warnings above\n",
+                             summary.checkpoints_failed);
+    return kExitBadInput;
   }
+  if (summary.checkpoints_failed > 0) return kExitPartial;
   return kExitOk;
 }
 

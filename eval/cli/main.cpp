@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
+#include <csignal>
 #include <iostream>
 
 #include "checkpoints/error.h"
@@ -39,6 +40,9 @@ void usage() {
 int main(int argc, char** argv) {
   using namespace fisheval;
   cli::set_command_line(argc, argv);
+  // Past a file-size limit (ulimit -f) a write must fail with EFBIG and a clear message,
+  // not kill the process with SIGXFSZ before it can say why.
+  std::signal(SIGXFSZ, SIG_IGN);
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help") {
     usage();
     return argc < 2 ? cli::kExitBadInput : cli::kExitOk;

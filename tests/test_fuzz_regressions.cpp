@@ -1,0 +1,77 @@
+// Inputs found by fuzzing (scripts/fuzz.sh) or by review to break a loader, kept as
+// regression tests: tests/fuzz-regressions/<loader>/<file>. Each must be either loaded
+// or refused with fisheval::InputError (a clear message); any other exception fails the
+// test, and a crash or memory error fails the whole binary (run it under the sanitizers:
+// scripts/sanitize.sh). The folder per loader:
+//   hdf5-data/     load_hdf5_dataset         idx/          read_idx
+//   manifest/      load_series               torchscript/  load_model
+//   results/       read_result_file (+ merge of the file with itself)
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "checkpoints/dataset.h"
+#include "checkpoints/error.h"
+#include "checkpoints/load.h"
+#include "checkpoints/model.h"
+#include "checkpoints/series.h"
+#include "reports/results.h"
+
+namespace fs = std::filesystem;
+
+namespace fisheval {
+namespace {
+
+const std::map<std::string, std::function<void(const std::string&)>>& loaders() {
+  static const std::map<std::string, std::function<void(const std::string&)>> table = {
+      {"hdf5-data", [](const std::string& p) {
+         const auto ds = load_hdf5_dataset(p);
+         (void)ds->get({0, ds->size() - 1});
+       }},
+      {"idx", [](const std::string& p) { (void)read_idx(p); }},
+      {"manifest", [](const std::string& p) { (void)load_series(p); }},
+      {"torchscript", [](const std::string& p) {
+         auto model = load_model(p);
+         check_finite_parameters(*model, select_parameters(*model, "*"));
+       }},
+      {"results", [](const std::string& p) {
+         const auto r = read_result_file(p);
+         (void)merge_results({r, r}, {p, p});
+       }},
+  };
+  return table;
+}
+
+fs::path regressions_dir() { return fs::path(FISHEVAL_SOURCE_DIR) / "tests" / "fuzz-regressions"; }
+
+TEST(FuzzRegressions, EveryInputIsLoadedOrRefusedWithInputError) {
+  int64_t files = 0, refused = 0;
+  for (const auto& [loader, load] : loaders()) {
+    const auto dir = regressions_dir() / loader;
+    if (!fs::exists(dir)) continue;
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      if (!entry.is_regular_file() || entry.path().extension() == ".md") continue;
+      ++files;
+      SCOPED_TRACE(entry.path().string());
+      // Limit what a declared size may make a loader allocate (as the fuzz targets do).
+      setenv("FISHEVAL_MAX_LOAD_BYTES", "67108864", 1);
+      try {
+        load(entry.path().string());
+      } catch (const InputError& e) {
+        ++refused;
+        EXPECT_FALSE(std::string(e.what()).empty());
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << loader << " threw something other than InputError: " << e.what();
+      }
+      unsetenv("FISHEVAL_MAX_LOAD_BYTES");
+    }
+  }
+  EXPECT_GT(files, 0) << "no regression inputs under " << regressions_dir();
+  EXPECT_GT(refused, 0);
+}
+
+}  // namespace
+}  // namespace fisheval
