@@ -177,7 +177,7 @@ void write_toy_file(const std::string& path, const ToyResult& r, const std::map<
   const int64_t T = o.steps;
   const std::string tmp = path + ".tmp";
   try {
-    auto file = h5::create(tmp);
+    auto file = h5::create_in_memory(tmp);
     h5::write_attr(file, "fisheval_kind", std::string("toy"));
     h5::write_attr(file, "problem",
                    std::string("f(x) = theta0 + theta1*x; data (x, y) = (0, 0), (1, 0); squared error "
@@ -202,6 +202,7 @@ void write_toy_file(const std::string& path, const ToyResult& r, const std::map<
     h5::write_array(file, "trajectory", {{M, S, T + 1, 2}, r.trajectory}, false,
                     "θ after each update θ ← θ − η d [method, start, step, (θ₀, θ₁)]; NaN after a divergence");
     h5::write_array(file, "trajectory_loss", {{M, S, T + 1}, r.trajectory_loss}, false, "L(θ) along each trajectory");
+    h5::save(file, tmp);
     file.close();
   } catch (const H5::Exception& e) {
     std::error_code ec;

@@ -79,7 +79,7 @@ H5::H5File open_read(const std::string& path) {
   }
 }
 
-H5::H5File create(const std::string& path) {
+H5::H5File create_in_memory(const std::string& path) {
   H5::Exception::dontPrint();
   try {
     // In memory (core driver, no backing store): HDF5 never writes to the disk itself, so a

@@ -20,7 +20,8 @@ uint64_t checked_bytes(const std::vector<int64_t>& shape, uint64_t element_size)
 
 // Opens / creates files, turning HDF5 failures into fisheval::Error with `path` named.
 H5::H5File open_read(const std::string& path);
-H5::H5File create(const std::string& path);  // in memory until save()
+// An HDF5 file held in memory: nothing reaches `path` until save(file, path) writes it.
+H5::H5File create_in_memory(const std::string& path);
 // Writes the in-memory file to `path` (write, fsync); Error with the system's reason on failure.
 void save(H5::H5File& file, const std::string& path);
 

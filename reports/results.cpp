@@ -222,7 +222,7 @@ void ResultFile::put(const UnitResult& unit) {
 
 void write_result_file(const std::string& path, const ResultFile& r) {
   write_atomically(path, [&](const std::string& tmp) {
-    auto file = h5::create(tmp);
+    auto file = h5::create_in_memory(tmp);
     const auto& info = r.info;
     h5::write_checkpoint_axis(file, info.checkpoint_paths, info.checkpoint_steps);
     h5::Array batch{{info.num_batches()}, {}};
@@ -435,7 +435,7 @@ void ResultStore::put(const UnitResult& unit) {
   result_.put(unit);
   const auto path = (fs::path(parts_) / fmt::format("unit-{}-{}.h5", unit.checkpoint, unit.batch)).string();
   write_atomically(path, [&](const std::string& tmp) {
-    auto file = h5::create(tmp);
+    auto file = h5::create_in_memory(tmp);
     h5::write_attr(file, "fingerprint", result_.info.fingerprint());
     for (const auto& [name, a] : result_.measures) {
       const auto spec = measure_spec(name);

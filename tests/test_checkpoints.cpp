@@ -96,18 +96,21 @@ TEST(Hdf5Data, ShapesAndErrors) {
   EXPECT_EQ(b.targets.scalar_type(), torch::kLong);
   const auto dir = temp_dir("bad-h5");
   {
-    auto f = h5::create(dir + "/mismatch.h5");
+    auto f = h5::create_in_memory(dir + "/mismatch.h5");
     h5::write_array(f, "inputs", h5::Array{{3, 2}, std::vector<double>(6, 1.0)}, false);
     h5::write_array(f, "targets", h5::Array{{4}, std::vector<double>(4, 0.0)}, true);
+    h5::save(f, dir + "/mismatch.h5");
   }
   {
-    auto f = h5::create(dir + "/notargets.h5");
+    auto f = h5::create_in_memory(dir + "/notargets.h5");
     h5::write_array(f, "inputs", h5::Array{{3, 2}, std::vector<double>(6, 1.0)}, false);
+    h5::save(f, dir + "/notargets.h5");
   }
   {
-    auto f = h5::create(dir + "/nan.h5");
+    auto f = h5::create_in_memory(dir + "/nan.h5");
     h5::write_array(f, "inputs", h5::Array{{2, 1}, {1.0, std::nan("")}}, false);
     h5::write_array(f, "targets", h5::Array{{2}, {0.0, 1.0}}, true);
+    h5::save(f, dir + "/nan.h5");
   }
   std::ofstream(dir + "/corrupt.h5") << "not hdf5";
   EXPECT_NE(error_of([&] { load_hdf5_dataset(dir + "/mismatch.h5"); }).find("same first dimension"), std::string::npos);

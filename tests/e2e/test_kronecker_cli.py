@@ -2,7 +2,7 @@
 """fisheval eval with the Kronecker and Shampoo families on real TorchScript checkpoints
 (the fixture series, a sequence model with --kfac-approx reduce, a checkpoint without
 taps), checked with h5py: every γ finite, γ/γ_ng ≥ 1 against the dense natural gradient,
-and a clear message (exit 1) when a checkpoint has no layer taps."""
+and a clear message (exit 2, bad input) when a checkpoint has no layer taps."""
 import os
 import subprocess
 import sys
@@ -61,7 +61,7 @@ def main():
     out = os.path.join(WORK, "notaps.h5")
     proc = run(["eval", "--checkpoints", os.path.join(FX, "mlp_notaps_ce.pt"), "--data",
                 os.path.join(FX, "mlp_notaps_ce.h5"), "--methods", "sgd,kfac", "--damping", "1e-3",
-                "--batch-size", "4", "--out", out, "--overwrite", "--quiet"], expect=1)
+                "--batch-size", "4", "--out", out, "--overwrite", "--quiet"], expect=2)
     assert "kfac needs layer taps" in proc.stderr and "0.weight" in proc.stderr, proc.stderr
     # ... and every other method still runs on it.
     run(["eval", "--checkpoints", os.path.join(FX, "mlp_notaps_ce.pt"), "--data",
