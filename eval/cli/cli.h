@@ -43,6 +43,8 @@ int run_eval(const std::vector<std::string>& args);
 int run_show(const std::vector<std::string>& args);
 int run_merge(const std::vector<std::string>& args);
 int run_methods(const std::vector<std::string>& args);
+int run_train(const std::vector<std::string>& args);
+int run_demo(const std::vector<std::string>& args);
 
 }  // namespace fisheval::cli
 

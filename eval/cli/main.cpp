@@ -16,6 +16,9 @@ const std::vector<Command>& commands() {
       {"show", "print a summary table of a result file", run_show},
       {"merge", "join the shard files of one sharded run into one result file", run_merge},
       {"methods", "list the update methods", run_methods},
+      {"train", "train a built-in model (mlp, cnn, vit-lora) with sgd/adamw/ef/sf/ief; write a checkpoint series",
+       run_train},
+      {"demo", "train on Fashion-MNIST, score every method on the stages, print the table", run_demo},
   };
   return list;
 }
