@@ -27,7 +27,7 @@ struct OptimiserOptions {
   std::string name = "ief";  // sgd | adamw | ef | sf | ief
   // ef, sf, ief
   double damping = 1e-6;  // λ (times the reference scale in relative mode)
-  solvers::DampingMode damping_mode = solvers::DampingMode::kAbsolute;
+  solvers::DampingMode damping_mode = solvers::DampingMode::kRelative;
   solvers::DampingReference damping_reference = solvers::DampingReference::kPerSample;
   bool normalise = false;  // u = d/‖d‖
   int64_t mc_samples = 1;  // sf: sampled labels per datum

@@ -85,23 +85,23 @@ po::options_description optimiser_options() {
   po::options_description optim("Optimiser");
   optim.add_options()
       ("optimizer", po::value<std::string>()->default_value("ief"), "sgd | adamw | ef | sf | ief")
-      ("lr", po::value<double>()->default_value(-1.0),
-       "learning rate η (default per optimiser: sgd 0.1, adamw 1e-3, ief 0.1, ef 0.3, sf 0.3; for normalised "
+      ("lr", po::value<double>()->default_value(-1.0, "auto"),
+       "learning rate η (default per optimiser: sgd 0.03, adamw 3e-3, ief 1, ef 0.5, sf 0.1; for normalised "
        "updates η is the norm of the first update)")
       ("schedule", po::value<std::string>()->default_value("auto"),
        "constant | linear (η_t = η(1 − t/T)) | auto (linear for ef and sf, as in the paper; else constant)")
       ("normalise", po::value<std::string>()->default_value("auto"),
        "ef, sf, ief: on (update d/‖d‖) | off | auto (on for ef and sf, as in the paper; off for ief)")
-      ("damping", po::value<double>()->default_value(1e-6), "ef, sf, ief: damping λ")
-      ("damping-mode", po::value<std::string>()->default_value("absolute"),
-       "absolute | relative (λ × max_n ‖∇θ l_n‖², or the sampled Gram's largest diagonal with "
-       "--damping-reference sf)")
+      ("damping", po::value<double>()->default_value(1e-6, "1e-6"), "ef, sf, ief: damping λ")
+      ("damping-mode", po::value<std::string>()->default_value("relative"),
+       "relative (λ × max_n ‖∇θ l_n‖² of the batch, or the sampled Gram's largest diagonal with "
+       "--damping-reference sf) | absolute")
       ("damping-reference", po::value<std::string>()->default_value("per-sample"), "per-sample | sf")
       ("mc-samples", po::value<int64_t>()->default_value(1), "sf: sampled labels per datum")
       ("dedup-cosine", po::value<double>()->default_value(0.0),
        "ef, sf, ief: drop near-duplicate per-sample gradients (|cos| above this) before the Gram solve; 0 = off")
       ("momentum", po::value<double>()->default_value(0.0), "sgd: momentum")
-      ("weight-decay", po::value<double>()->default_value(-1.0),
+      ("weight-decay", po::value<double>()->default_value(-1.0, "auto"),
        "sgd, adamw: weight decay (default: adamw 0.01 as in PyTorch, sgd 0)");
   return optim;
 }

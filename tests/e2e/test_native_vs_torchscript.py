@@ -74,11 +74,11 @@ class NativeVsTorchScript(unittest.TestCase):
         # The rebuilt network computes what was trained: its test accuracy on the stage's 64
         # test samples is the one fisheval recorded.
         with torch.no_grad():
-            acc = (model(fashion_test_inputs(64)).argmax(1) == self.test_labels(64)).double().mean().item()
+            acc = (model(fashion_test_inputs(64)).argmax(1) == self.labels(64)).double().mean().item()
         self.assertAlmostEqual(acc, ckpt["metrics"]["test_accuracy"], places=12)
         results = {}
         for label, path in (("native", native), ("torchscript", twin)):
-            out = os.path.join(WORK, f"{os.path.basename(native)}.{label}.h5")
+            out = os.path.join(os.path.dirname(native), f"results.{label}.h5")
             run("eval", "--checkpoints", path, "--data", "fashion-mnist:test:96", "--batch-size", "24",
                 "--num-batches", "3", "--methods", methods, "--damping", "1e-6,1e-3,1", "--out", out, "--quiet")
             with h5py.File(out, "r") as f:
@@ -90,7 +90,7 @@ class NativeVsTorchScript(unittest.TestCase):
             self.assertTrue(np.all(np.isfinite(value)), key)
             np.testing.assert_allclose(value, other, rtol=1e-9, atol=0, err_msg=key)
 
-    def test_labels(self, n):
+    def labels(self, n):
         import gzip
         with gzip.open("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz") as f:
             return torch.from_numpy(np.frombuffer(f.read(), dtype=np.uint8, offset=8)[:n].astype(np.int64))
