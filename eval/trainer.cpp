@@ -159,7 +159,7 @@ double default_lr(const std::string& optimiser) {
   if (optimiser == "sgd") return 0.03;
   if (optimiser == "adamw") return 3e-3;
   if (optimiser == "ief") return 1.0;
-  if (optimiser == "ef") return 0.5;
+  if (optimiser == "ef") return 2.0;
   if (optimiser == "sf") return 0.1;
   throw InputError(fmt::format("unknown optimizer '{}' (sgd, adamw, ef, sf, ief)", optimiser));
 }

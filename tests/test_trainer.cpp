@@ -205,7 +205,7 @@ double metric(const CheckpointEntry& e, const std::string& key) { return std::st
 TEST(Trainer, ShortRunsLowerTheLossWithEveryOptimiser) {
   for (const auto& name : optimiser_names()) {
     auto t = short_run(name, temp_dir("short_" + name));
-    // EF at its default η = 0.5 raises the loss of such a short run while its accuracy
+    // EF at its default η = 2 raises the loss of such a short run while its accuracy
     // improves (the inversely-scaled projection the paper describes); a smaller η lowers it.
     if (name == "ef") t.lr = 0.1;
     const auto s = train(t);

@@ -86,7 +86,7 @@ po::options_description optimiser_options() {
   optim.add_options()
       ("optimizer", po::value<std::string>()->default_value("ief"), "sgd | adamw | ef | sf | ief")
       ("lr", po::value<double>()->default_value(-1.0, "auto"),
-       "learning rate η (default per optimiser: sgd 0.03, adamw 3e-3, ief 1, ef 0.5, sf 0.1; for normalised "
+       "learning rate η (default per optimiser: sgd 0.03, adamw 3e-3, ief 1, ef 2, sf 0.1; for normalised "
        "updates η is the norm of the first update)")
       ("schedule", po::value<std::string>()->default_value("auto"),
        "constant | linear (η_t = η(1 − t/T)) | auto (linear for ef and sf, as in the paper; else constant)")
