@@ -96,7 +96,10 @@ std::unique_ptr<NativeModel> pretrained_backbone(const TrainOptions& o, const Da
   constexpr int64_t kBatch = 64;
   const int64_t per_epoch = static_cast<int64_t>(sub.size()) / kBatch;
   Progress progress("pretrain", per_epoch * o.pretrain_epochs, o.progress);
-  if (o.progress) progress.message(fmt::format("fisheval train: pre-training the ViT backbone on {} training samples of classes "
+  const auto say = [&](const std::string& line) {
+    if (o.progress) progress.message(line);
+  };
+  say(fmt::format("fisheval train: pre-training the ViT backbone on {} training samples of classes "
                                "0..{} for {} epoch(s) (AdamW, lr {:g}, batch {})",
                                sub.size(), o.pretrain_classes - 1, o.pretrain_epochs, o.pretrain_lr, kBatch));
   int64_t step = 0;
@@ -114,7 +117,7 @@ std::unique_ptr<NativeModel> pretrained_backbone(const TrainOptions& o, const Da
     const auto ev = evaluate_model(*model, *test, select(*test, range(0, test->size())), device, dtype);
     info.metrics["test_accuracy"] = ev.accuracy;
     info.metrics["test_loss"] = ev.loss;
-    if (o.progress) progress.message(fmt::format("fisheval train: pre-trained backbone: test accuracy {:.4f} on classes 0..{}",
+    say(fmt::format("fisheval train: pre-trained backbone: test accuracy {:.4f} on classes 0..{}",
                                  ev.accuracy, o.pretrain_classes - 1));
   }
   save_native_checkpoint(*model, (fs::path(o.out) / "pretrained.pt").string(), info);
@@ -206,6 +209,9 @@ TrainSummary train(const TrainOptions& o) {
 
   prepare_out(o);
   Progress progress("train", total, o.progress);
+  const auto say = [&](const std::string& line) {
+    if (o.progress) progress.message(line);
+  };
 
   // The model.
   std::unique_ptr<NativeModel> model;
@@ -222,7 +228,7 @@ TrainSummary train(const TrainOptions& o) {
   const auto params = select_parameters(*model, "");
   set_trainable(*model, params);
   const int64_t P = count_parameters(*model, params);
-  if (o.progress) progress.message(fmt::format("fisheval train: {} ({} trainable parameters of {} tensors) on {} ({} training "
+  say(fmt::format("fisheval train: {} ({} trainable parameters of {} tensors) on {} ({} training "
                                "samples, {} validation); {} lr {:g} ({}{}){}; {} steps of batch {} ({} per epoch)",
                                describe_config(model->config()), P, params.size(), train_data->description(),
                                pool.size(), valid.size(), oo.name, lr, linear ? "linear decay" : "constant",
@@ -286,7 +292,7 @@ TrainSummary train(const TrainOptions& o) {
     summary.stages.push_back(entry);
     summary.final_metrics = m;
     write_manifest(summary.manifest, summary.stages);
-    if (o.progress) progress.message(fmt::format("fisheval train: stage step {} (epoch {:.2f}): train loss {:.4f}, train accuracy "
+    say(fmt::format("fisheval train: stage step {} (epoch {:.2f}): train loss {:.4f}, train accuracy "
                                  "{:.4f}{}",
                                  step, epoch, tr.loss, tr.accuracy,
                                  test_data ? fmt::format(", test accuracy {:.4f}", m["test_accuracy"]) : ""));
