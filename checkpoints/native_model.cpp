@@ -346,13 +346,20 @@ std::unique_ptr<NativeModel> load_native_checkpoint(const std::string& path, Nat
   try {
     root_value = torch::pickle_load(bytes);
   } catch (const c10::Error&) {
-    throw InputError(fmt::format("'{}' is neither a TorchScript archive nor a native fisheval checkpoint", path));
+    throw InputError(fmt::format("'{}' is neither a TorchScript archive nor a native fisheval checkpoint (export "
+                                 "PyTorch models with scripts/export_checkpoint.py)",
+                                 path));
   }
   if (!root_value.isGenericDict()) {
     throw InputError(fmt::format("'{}' holds a pickled {}, not a native fisheval checkpoint (a dict)", path,
                                  root_value.tagKind()));
   }
   const auto root = root_value.toGenericDict();
+  if (root.find("format") == root.end()) {
+    throw InputError(fmt::format("'{}' is a pickled dict without a 'format' entry, not a native fisheval checkpoint "
+                                 "(export PyTorch models with scripts/export_checkpoint.py)",
+                                 path));
+  }
   const auto& tag = entry(root, "format", path);
   if (!tag.isString() || tag.toStringRef() != kFormatTag) {
     throw InputError(fmt::format("'{}' is a pickled dict without format '{}': not a native fisheval checkpoint", path,

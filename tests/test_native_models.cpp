@@ -318,7 +318,7 @@ TEST(NativeCheckpoints, BrokenFilesAreClearInputErrors) {
   c10::impl::GenericDict other(c10::StringType::get(), c10::AnyType::get());
   other.insert("weights", torch::zeros({2}));
   write_file(temp_path("other.pt"), torch::pickle_save(other));
-  EXPECT_NE(load_error(temp_path("other.pt")).find("no 'format' entry"), std::string::npos)
+  EXPECT_NE(load_error(temp_path("other.pt")).find("without a 'format' entry"), std::string::npos)
       << load_error(temp_path("other.pt"));
 
   // Our format, but the state does not fit the config (widths 7,6 saved, config says 9,6).
