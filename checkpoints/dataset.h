@@ -44,6 +44,13 @@ std::vector<std::vector<int64_t>> plan_batches(int64_t dataset_size, int64_t bat
                                                int64_t num_batches, BatchSampling sampling,
                                                uint64_t seed);
 
+// Training batches of one epoch: the samples of `pool` in a seeded random order that
+// depends only on (seed, epoch) (own Fisher–Yates on a 64-bit Mersenne twister, the
+// same on every platform), cut into consecutive batches of `batch_size`; a last,
+// incomplete batch is dropped (exact Gram-matrix methods see a fixed N).
+std::vector<std::vector<int64_t>> epoch_batches(const std::vector<int64_t>& pool, int64_t batch_size, uint64_t seed,
+                                                int64_t epoch);
+
 }  // namespace fisheval
 
 namespace fisheval {

@@ -1,5 +1,6 @@
 #include "checkpoints/load.h"
 
+#include <caffe2/serialize/inline_container.h>
 #include <fmt/format.h>
 
 #include <cerrno>
@@ -10,6 +11,20 @@
 #include "checkpoints/native_model.h"
 
 namespace fisheval {
+namespace {
+
+// Both torch.jit.save and torch::pickle_save (native checkpoints) write zip archives;
+// only a TorchScript archive has a constants.pkl record.
+bool is_torchscript_archive(const std::string& path) {
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    return reader.hasRecord("constants.pkl");
+  } catch (const c10::Error&) {
+    return false;  // not a readable PyTorch zip: let the native reader report it
+  }
+}
+
+}  // namespace
 
 std::unique_ptr<Model> load_model(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -19,7 +34,7 @@ std::unique_ptr<Model> load_model(const std::string& path) {
   char magic[4] = {0, 0, 0, 0};
   in.read(magic, 4);
   if (in.gcount() < 4) throw InputError(fmt::format("checkpoint '{}' is empty or truncated", path));
-  if (magic[0] == 'P' && magic[1] == 'K') return load_torchscript_model(path);
+  if (magic[0] == 'P' && magic[1] == 'K' && is_torchscript_archive(path)) return load_torchscript_model(path);
   return load_native_model(path);
 }
 

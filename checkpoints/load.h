@@ -1,6 +1,7 @@
-// Loading a model checkpoint of either kind, chosen by the file's content:
-// a zip archive is a TorchScript module (torch.jit.save), anything else must be a
-// native fisheval checkpoint (pickled dict written by `fisheval train`).
+// Loading a model checkpoint of either kind, chosen by the file's content: a zip
+// archive with a constants.pkl record is a TorchScript module (torch.jit.save);
+// anything else must be a native fisheval checkpoint (a dict pickled by
+// torch::pickle_save, itself a zip archive without constants.pkl; native_model.h).
 #pragma once
 #include <memory>
 #include <string>

@@ -3,7 +3,7 @@
 // layers expose their inputs and outputs ("taps") after a forward pass.
 //
 // Two kinds exist: TorchScript archives made by torch.jit.save (torchscript_model.cpp)
-// and the built-in native models written by `fisheval train` (native_models.cpp).
+// and the built-in native models written by `fisheval train` (native_model.h).
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>

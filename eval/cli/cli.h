@@ -46,6 +46,8 @@ int run_methods(const std::vector<std::string>& args);
 int run_bench(const std::vector<std::string>& args);
 int run_report(const std::vector<std::string>& args);
 int run_toy(const std::vector<std::string>& args);
+int run_train(const std::vector<std::string>& args);
+int run_demo(const std::vector<std::string>& args);
 
 }  // namespace fisheval::cli
 
