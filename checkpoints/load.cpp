@@ -14,13 +14,18 @@ namespace fisheval {
 namespace {
 
 // Both torch.jit.save and torch::pickle_save (native checkpoints) write zip archives;
-// only a TorchScript archive has a constants.pkl record.
+// only a TorchScript archive has a constants.pkl record. A file that starts like a zip
+// archive but cannot be read as one is damaged (truncated, overwritten): say so here,
+// before either loader reports something less direct.
 bool is_torchscript_archive(const std::string& path) {
   try {
     caffe2::serialize::PyTorchStreamReader reader(path);
     return reader.hasRecord("constants.pkl");
-  } catch (const c10::Error&) {
-    return false;  // not a readable PyTorch zip: let the native reader report it
+  } catch (const c10::Error& e) {
+    const std::string what = e.what_without_backtrace();
+    throw InputError(fmt::format("cannot load checkpoint '{}': not a readable PyTorch archive (truncated, corrupt, "
+                                 "or a zip file PyTorch did not write): {}",
+                                 path, what.substr(0, what.find('\n'))));
   }
 }
 

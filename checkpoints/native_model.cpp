@@ -346,8 +346,8 @@ std::unique_ptr<NativeModel> load_native_checkpoint(const std::string& path, Nat
   try {
     root_value = torch::pickle_load(bytes);
   } catch (const c10::Error&) {
-    throw InputError(fmt::format("'{}' is neither a TorchScript archive nor a native fisheval checkpoint (export "
-                                 "PyTorch models with scripts/export_checkpoint.py)",
+    throw InputError(fmt::format("cannot load checkpoint '{}': neither a TorchScript archive nor a native fisheval "
+                                 "checkpoint (export PyTorch models with scripts/export_checkpoint.py)",
                                  path));
   }
   if (!root_value.isGenericDict()) {

@@ -82,7 +82,7 @@ TEST(TorchScript, BadCheckpointsGiveClearErrors) {
     std::ofstream(dir + "/truncated.pt", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
     std::ofstream(dir + "/garbage.pt", std::ios::binary) << "this is not a checkpoint at all";
   }
-  EXPECT_NE(error_of([&] { load_model(dir + "/truncated.pt"); }).find("cannot load TorchScript checkpoint"),
+  EXPECT_NE(error_of([&] { load_model(dir + "/truncated.pt"); }).find("not a readable PyTorch archive"),
             std::string::npos);
   EXPECT_NE(error_of([&] { load_model(dir + "/garbage.pt"); }).find("garbage.pt"), std::string::npos);
   fs::remove_all(dir);

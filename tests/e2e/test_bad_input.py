@@ -63,11 +63,11 @@ class BadInput(unittest.TestCase):
         badzip = self.path("badzip.pt")  # starts like a zip archive, is not one
         with open(badzip, "wb") as f:
             f.write(b"PK\x03\x04" + os.urandom(2000))
-        self.expect_error(self.eval([badzip]), 2, "cannot load TorchScript checkpoint", "badzip.pt")
+        self.expect_error(self.eval([badzip]), 2, "cannot load checkpoint", "not a readable PyTorch archive", "badzip.pt")
         notts = self.path("notts.pt")  # a valid zip, not a TorchScript archive
         with zipfile.ZipFile(notts, "w") as z:
             z.writestr("hello.txt", "not a model")
-        self.expect_error(self.eval([notts]), 2, "cannot load TorchScript checkpoint")
+        self.expect_error(self.eval([notts]), 2, "cannot load checkpoint", "not a readable PyTorch archive")
         empty = self.path("empty.pt")
         open(empty, "wb").close()
         self.expect_error(self.eval([empty]), 2, "empty or truncated")
