@@ -2,10 +2,14 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
+#include <unistd.h>
+
 #include "checkpoints/error.h"
+#include "checkpoints/native_model.h"
 #include "eval/bench.h"
 #include "eval/cli/cli.h"
 
@@ -14,7 +18,11 @@ namespace fisheval::cli {
 int run_bench(const std::vector<std::string>& args) {
   po::options_description options("Options", 110);
   options.add_options()
-      ("checkpoint", po::value<std::string>(), "checkpoint to time (TorchScript or native), required")
+      ("checkpoint", po::value<std::string>(), "checkpoint to time (TorchScript or native)")
+      ("model", po::value<std::string>(), "or a freshly initialised built-in model with its default configuration "
+       "(mlp | cnn | vit-lora; seed 0; vit-lora: adapters and head trainable), saved as a native checkpoint first")
+      ("save-model", po::value<std::string>(), "with --model: keep that native checkpoint at this path (e.g. for "
+       "scripts/native_to_torchscript.py and the PyTorch baseline)")
       ("data", po::value<std::string>()->default_value("fashion-mnist:test"), "data (HDF5 file or fashion-mnist[:split]); the first batch is used")
       ("params", po::value<std::string>()->default_value(""), "parameter globs (default: saved requires_grad)")
       ("loss", po::value<std::string>()->default_value("auto"), "auto | cross-entropy | squared-error")
@@ -27,11 +35,27 @@ int run_bench(const std::vector<std::string>& args) {
       ("threads", po::value<int>()->default_value(0), "CPU threads (0 = LibTorch's default)")
       ("json", po::value<std::string>(), "also write the figures as JSON to this file");
   po::variables_map vm;
-  if (!parse("bench", "--checkpoint FILE [OPTIONS]", options, {}, args, vm)) return kExitOk;
-  if (!vm.count("checkpoint")) throw InputError("--checkpoint FILE is required");
+  if (!parse("bench", "--checkpoint FILE | --model NAME [OPTIONS]", options, {}, args, vm)) return kExitOk;
+  if (vm.count("checkpoint") == vm.count("model")) throw InputError("bench: give one of --checkpoint FILE and --model NAME");
   if (vm["threads"].as<int>() > 0) torch::set_num_threads(vm["threads"].as<int>());
   BenchOptions o;
-  o.checkpoint = vm["checkpoint"].as<std::string>();
+  std::string temporary;  // the built-in model's checkpoint, removed at the end
+  if (vm.count("model")) {
+    ModelConfig config;
+    config.model = vm["model"].as<std::string>();
+    validate_config(config);
+    const auto model = make_builtin_model(config, /*seed=*/0);
+    if (vm.count("save-model")) {
+      o.checkpoint = vm["save-model"].as<std::string>();
+    } else {
+      o.checkpoint = temporary =
+          (std::filesystem::temp_directory_path() / fmt::format("fisheval-bench-{}-{}.pt", config.model, ::getpid()))
+              .string();
+    }
+    save_native_checkpoint(*model, o.checkpoint, {});
+  } else {
+    o.checkpoint = vm["checkpoint"].as<std::string>();
+  }
   o.data = vm["data"].as<std::string>();
   o.params = vm["params"].as<std::string>();
   o.loss = vm["loss"].as<std::string>();
@@ -50,7 +74,15 @@ int run_bench(const std::vector<std::string>& args) {
   o.repeats = vm["repeats"].as<int64_t>();
   o.dtype = vm["dtype"].as<std::string>();
   o.device = vm["device"].as<std::string>();
-  const auto report = run_bench(o);
+  const auto report = [&] {
+    try {
+      return run_bench(o);
+    } catch (...) {
+      if (!temporary.empty()) std::filesystem::remove(temporary);
+      throw;
+    }
+  }();
+  if (!temporary.empty()) std::filesystem::remove(temporary);
   std::cout << report.table();
   if (vm.count("json")) {
     std::ofstream out(vm["json"].as<std::string>());

@@ -29,6 +29,7 @@ int run_demo(const std::vector<std::string>& args) {
       ("cg-max-iter", po::value<int64_t>()->default_value(d0.cg_max_iter), "ng-cg's iteration cap")
       ("seed", po::value<uint64_t>()->default_value(d0.seed), "seed of training and evaluation batches")
       ("threads", po::value<int>()->default_value(0), "CPU threads for LibTorch (0 = LibTorch's default)")
+      ("no-report", po::bool_switch(), "skip the HTML report (OUT/report/, made by `fisheval report`)")
       ("quiet", po::bool_switch(), "no progress on stderr");
   po::positional_options_description positional;
   po::variables_map vm;
@@ -49,15 +50,25 @@ int run_demo(const std::vector<std::string>& args) {
   if (vm["threads"].as<int>() > 0) torch::set_num_threads(vm["threads"].as<int>());
 
   const auto s = fisheval::run_demo(d, std::cout);
+  // The report (figures and tables, fisheval report) of the demo's results.
+  const std::string report_dir = d.out + "/report";
+  bool reported = false;
+  if (!vm["no-report"].as<bool>()) {
+    std::cout.flush();
+    reported = run_report({s.results, "--out", report_dir}) == kExitOk;
+    if (!reported) std::cerr << "fisheval demo: the report could not be made (see above); the results are complete\n";
+  }
   std::cout << fmt::format(
       "\nfisheval demo: trained in {}, evaluated {} method(s) in {}{}.\n"
       "outputs in {}:\n"
       "  series   {}  (checkpoints, curve.csv)\n"
       "  results  {}  (HDF5; fisheval show {} --measure gamma)\n"
-      "  table    {}\n",
+      "  table    {}\n"
+      "{}",
       format_duration(s.train_seconds), s.methods.size(), format_duration(s.eval_seconds),
       s.skipped.empty() ? "" : fmt::format(" ({} left out, see above)", s.skipped.size()), d.out, s.series, s.results,
-      s.results, s.summary);
+      s.results, s.summary,
+      reported ? fmt::format("  report   {}/index.html  (open in a browser)\n", report_dir) : "");
   return s.checkpoints_failed > 0 ? kExitPartial : kExitOk;
 }
 
