@@ -34,6 +34,7 @@ struct SweepOptions {
   std::string device = "cpu";
   int64_t mc_samples = 1;
   double dedup_cosine = 0;
+  solvers::BlockProducts block_products = solvers::BlockProducts::kAuto;
   std::string ng_reference = "auto";  // auto|none|ng-dense|ng-cg
   solvers::MethodOptions method_options;
   mvp::LinearisationOptions engines;

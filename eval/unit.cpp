@@ -63,7 +63,7 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
   mvp::Linearisation lin(*ckpt.model, ckpt.params, inputs, o_.engines);
   loss->check(lin.logits(), targets);
   solvers::BatchState state(lin, *loss, targets,
-                            {o_.mc_samples, batch_seed(o_.seed, b), o_.dedup_cosine});
+                            {o_.mc_samples, batch_seed(o_.seed, b), o_.dedup_cosine, o_.block_products});
   if (!lin.engine_note().empty() && !noted_) {
     progress_.message("fisheval: note: " + lin.engine_note());
     noted_ = true;

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(cmake ninja-build g++ pkg-config libtorch-dev libhdf5-dev libboost-program-options-dev libfmt-dev
           libgtest-dev zlib1g-dev python3-torch python3-h5py python3-matplotlib python3-numpy
           dataset-fashion-mnist chromium
+          libopenblas0-openmp   # an optimised BLAS/LAPACK for LibTorch: Debian's default is the
+                                # reference netlib build, about 3x slower on every matrix product
           slurm-wlm munge    # tests/e2e/test_slurm.py: a real one-node Slurm cluster (scripts/slurm/)
           clang libclang-rt-14-dev    # scripts/fuzz.sh: libFuzzer targets of the loaders
           ${FISHEVAL_EXTRA_PACKAGES:-})

@@ -124,6 +124,13 @@ const at::Tensor& BatchState::cross_gram() {
   return cross_gram_;
 }
 
+Direction BatchState::materialised(Direction dir) {
+  dir.d = materialise(dir);
+  dir.blocks.clear();
+  dir.remainder = at::Tensor();
+  return dir;
+}
+
 at::Tensor BatchState::materialise(const Direction& dir) {
   if (dir.d.defined()) return dir.d;
   auto d = dir.remainder.defined() ? dir.remainder.clone() : torch::zeros_like(grad());
@@ -211,27 +218,54 @@ at::Tensor BatchState::weights_logit_jvp(const Direction& dir) {
   return jd.reshape(z.sizes());
 }
 
-at::Tensor BatchState::block_logit_jvp(const std::vector<const BasisBlock*>& blocks) {
-  // (J_z d)_{n,z} = Σ_blocks Σ_t ⟨b̃_{z,n,t}, X ã_{n,t}⟩ with the block's inputs and output-unit
-  // gradients rotated into its bases once: ã = U_inᵀ ā, b̃ = U_outᵀ ∂z_{n,z}/∂out.
+std::string BatchState::basis_key(const BasisBlock& blk) {
+  return fmt::format("basis-taps/{}/{}/{}", blk.layer, static_cast<const void*>(blk.U_in.data_ptr()),
+                     static_cast<const void*>(blk.U_out.data_ptr()));
+}
+
+at::Tensor BatchState::block_logit_jvp(const std::vector<const BasisBlock*>& blocks,
+                                       const std::map<std::string, int64_t>& uses) {
+  // (J_z d)_{n,z} = Σ_blocks Σ_t ⟨b_{z,n,t}, D ā_{n,t}⟩, b = ∂z_{n,z}/∂out (output-unit taps),
+  // ā the layer input (with a 1 for the bias), D = U_out X U_inᵀ the block of d. Two ways:
+  //  rotated: ã = U_inᵀ ā and b̃ = U_outᵀ b once per basis (Z·N·T·rows² + N·T·cols²), then
+  //           ⟨b̃, X ã⟩ per direction — no back-rotation of X;
+  //  direct:  D = U_out X U_inᵀ per direction (rows·cols·(rows+cols)), then ⟨b, D ā⟩.
+  // The cheaper one for the number of directions sharing the basis in this call is used
+  // (rotation wins for wide layers and few outputs; back-rotation for many tokens/outputs).
   const auto& z = lin_.logits();
   const int64_t N = num_samples(), Z = z.numel() / N;
   auto jd = torch::zeros({N, Z}, z.options());
   const auto& units = lin_.unit_grads();
+  const auto dtype = z.scalar_type();
   for (const auto* blk : blocks) {
-    const auto key = fmt::format("basis-taps/{}/{}/{}", blk->layer, static_cast<const void*>(blk->U_in.data_ptr()),
-                                 static_cast<const void*>(blk->U_out.data_ptr()));
-    const auto& rotated = memo<std::pair<at::Tensor, at::Tensor>>(key, [&] {
+    const auto key = basis_key(*blk);
+    const auto& abar = memo<at::Tensor>(
+        fmt::format("layer-input-with-ones/{}/{}/{}", blk->layer, blk->weight >= 0, blk->bias >= 0), [&] {
       std::vector<at::Tensor> parts;
       const auto out = lin_.layer_output_tokens(blk->layer);
       if (blk->weight >= 0) parts.push_back(lin_.layer_input_tokens(blk->layer));
       if (blk->bias >= 0) parts.push_back(torch::ones({out.size(0), out.size(1), 1}, out.options()));
-      const auto abar = torch::cat(parts, -1);  // [N, T, cols]
-      return std::make_pair(torch::matmul(abar, blk->U_in.to(z.scalar_type())),
-                            torch::matmul(units.per_layer[blk->layer], blk->U_out.to(z.scalar_type())));
+      return torch::cat(parts, -1);  // [N, T, cols]
     });
-    const auto v = torch::matmul(rotated.first, blk->X.t().to(z.scalar_type()));  // X ã: [N, T, rows]
-    jd.add_(torch::einsum("zntr,ntr->nz", {rotated.second, v}));
+    const int64_t T = abar.size(1), rows = blk->rows, cols = blk->cols;
+    const auto it = uses.find(key);
+    const int64_t K = it == uses.end() ? 1 : it->second;
+    const bool have_rotated = has_memo(key);
+    const double rotate_cost = have_rotated ? 0.0 : double(Z) * N * T * rows * rows + double(N) * T * cols * cols;
+    const double direct_cost = double(K) * rows * cols * (rows + cols);
+    const auto how = options_.block_products;
+    if (how == BlockProducts::kRotated || (how == BlockProducts::kAuto && rotate_cost <= direct_cost)) {
+      const auto& rotated = memo<std::pair<at::Tensor, at::Tensor>>(key, [&] {
+        return std::make_pair(torch::matmul(abar, blk->U_in.to(dtype)),
+                              torch::matmul(units.per_layer[blk->layer], blk->U_out.to(dtype)));
+      });
+      const auto v = torch::matmul(rotated.first, blk->X.t().to(dtype));  // X ã: [N, T, rows]
+      jd.add_(torch::einsum("zntr,ntr->nz", {rotated.second, v}));
+    } else {
+      const auto D = torch::matmul(torch::matmul(blk->U_out, blk->X), blk->U_in.t()).to(dtype);  // [rows, cols]
+      const auto v = torch::matmul(abar, D.t());                                                  // D ā: [N, T, rows]
+      jd.add_(torch::einsum("zntr,ntr->nz", {units.per_layer[blk->layer], v}));
+    }
   }
   return jd.reshape(z.sizes());
 }
@@ -243,6 +277,12 @@ at::Tensor BatchState::logit_jvp(const std::vector<Direction>& dirs) {
   for (auto s : z.sizes()) shape.push_back(s);
   auto out = torch::zeros(shape, z.options());
   const bool units = lin_.unit_grads_affordable();
+  // How many block directions share each basis (chooses rotated vs direct products).
+  std::map<std::string, int64_t> uses;
+  for (const auto& dir : dirs) {
+    if (dir.d.defined() || dir.has_weights()) continue;
+    for (const auto& b : dir.blocks) ++uses[basis_key(b)];
+  }
   std::vector<int64_t> generic;
   std::vector<at::Tensor> rows;
   for (int64_t k = 0; k < K; ++k) {
@@ -254,7 +294,7 @@ at::Tensor BatchState::logit_jvp(const std::vector<Direction>& dirs) {
     } else if (units && blocks) {
       std::vector<const BasisBlock*> ptrs;
       for (const auto& b : dir.blocks) ptrs.push_back(&b);
-      out[k].copy_(block_logit_jvp(ptrs));
+      out[k].copy_(block_logit_jvp(ptrs, uses));
       if (dir.remainder.defined()) {
         generic.push_back(k);
         rows.push_back(dir.remainder);

@@ -20,10 +20,16 @@
 
 namespace fisheval::solvers {
 
+// How J_z d is formed for directions given as layer blocks in a basis (the Kronecker and
+// Shampoo families): rotate the layer's taps into the basis once, or back-rotate each
+// block; kAuto picks the cheaper by an operation count.
+enum class BlockProducts { kAuto, kRotated, kDirect };
+
 struct BatchStateOptions {
   int64_t mc_samples = 1;     // K: sampled labels per datum (sf, kfac, fim-shampoo, kfe)
   uint64_t seed = 0;          // seeds the label sampling of this batch
   double dedup_cosine = 0;    // > 0: drop near-duplicate per-sample gradients (|cos| above it)
+  BlockProducts block_products = BlockProducts::kAuto;
 };
 
 class BatchState {
@@ -35,6 +41,7 @@ class BatchState {
   const mvp::Loss& loss_fn() const { return loss_; }
   const at::Tensor& targets() const { return targets_; }
   const BatchStateOptions& options() const { return options_; }
+  void set_block_products(BlockProducts how) { options_.block_products = how; }
   int64_t num_samples() const { return lin_.num_samples(); }
   int64_t num_params() const { return lin_.layout().size(); }
 
@@ -60,6 +67,9 @@ class BatchState {
 
   // The direction as a P-sized vector, from whichever form it was given in.
   at::Tensor materialise(const Direction& dir);
+  // The same direction with d formed and the other forms dropped (what direction()
+  // returns for a method whose weights_only() gives weights or blocks).
+  Direction materialised(Direction dir);
   // dᵀg and ‖d‖², from the Gram matrices or the block bases when d is not formed.
   std::pair<double, double> products(const Direction& dir);
   // J_z d for each direction, [K, *z]: sample-space weights and basis blocks from the
@@ -78,6 +88,7 @@ class BatchState {
     if (it == memo_.end()) it = memo_.emplace(key, std::make_shared<T>(make())).first;
     return *static_cast<T*>(it->second.get());
   }
+  bool has_memo(const std::string& key) const { return memo_.count(key) > 0; }
 
  private:
   mvp::Linearisation& lin_;
@@ -93,7 +104,8 @@ class BatchState {
   std::unique_ptr<mvp::TapGrads> true_taps_, sampled_taps_;
   at::Tensor unit_true_, unit_sampled_;
   // J_z of the blocks' parts: the rotated output-unit gradients and inputs of a block.
-  at::Tensor block_logit_jvp(const std::vector<const BasisBlock*>& blocks);
+  at::Tensor block_logit_jvp(const std::vector<const BasisBlock*>& blocks, const std::map<std::string, int64_t>& uses);
+  static std::string basis_key(const BasisBlock& blk);
   at::Tensor weights_logit_jvp(const Direction& dir);
   std::map<std::string, std::shared_ptr<void>> memo_;
 };

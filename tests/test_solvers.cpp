@@ -177,12 +177,19 @@ TEST_P(SolverTest, EveryFormOfADirectionScoresTheSame) {
   random.d = torch::randn_like(g_);
   cheap.push_back(random);
   plain.push_back(random);
-  const auto q_cheap = state_->fisher_quad(cheap);
+  // Blocks: back-rotated per direction, taps rotated into each basis, and the automatic choice.
+  std::vector<at::Tensor> q_blocks;
+  for (auto how : {solvers::BlockProducts::kDirect, solvers::BlockProducts::kRotated, solvers::BlockProducts::kAuto}) {
+    state_->set_block_products(how);
+    q_blocks.push_back(state_->fisher_quad(cheap));
+  }
   const auto q_plain = state_->fisher_quad(plain);
   for (size_t k = 0; k < cheap.size(); ++k) {
     const auto& d = plain[k].d;
     const double expected = d.dot(torch::mv(F_, d)).item<double>();
-    EXPECT_NEAR(q_cheap[k].item<double>(), expected, 1e-9 * std::abs(expected)) << "direction " << k;
+    for (size_t i = 0; i < q_blocks.size(); ++i) {
+      EXPECT_NEAR(q_blocks[i][k].item<double>(), expected, 1e-9 * std::abs(expected)) << "direction " << k << " way " << i;
+    }
     EXPECT_NEAR(q_plain[k].item<double>(), expected, 1e-9 * std::abs(expected)) << "direction " << k;
     const auto [dg, dd] = state_->products(cheap[k]);
     EXPECT_NEAR(dg, d.dot(g_).item<double>(), 1e-9 * std::abs(d.dot(g_).item<double>())) << "direction " << k;

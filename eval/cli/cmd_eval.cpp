@@ -134,6 +134,9 @@ int run_eval(const std::vector<std::string>& args) {
        "per-sample gradients: auto | taps (layer inputs × output gradients) | loop (one pass per sample)")
       ("jvp-engine", po::value<std::string>()->default_value("auto"),
        "Jacobian-vector products for the indicator: auto (taps and output-unit gradients when affordable, else forward) | forward (dual tensors, one per direction) | double-backward | taps")
+      ("block-products", po::value<std::string>()->default_value("auto"),
+       "J_z d of the Kronecker/Shampoo directions (layer blocks in a basis): auto (the cheaper by operation count) | "
+       "rotated (layer taps rotated into each basis once) | direct (each block back-rotated)")
       ("quiet", po::bool_switch(), "no progress on stderr");
   po::options_description all;
   all.add(what).add(batches).add(methods).add(run);
@@ -186,6 +189,13 @@ int run_eval(const std::vector<std::string>& args) {
   o.device = vm["device"].as<std::string>();
   o.engines.per_sample = mvp::parse_per_sample_engine(vm["per-sample-engine"].as<std::string>());
   o.engines.jvp = mvp::parse_jvp_engine(vm["jvp-engine"].as<std::string>());
+  {
+    const auto how = vm["block-products"].as<std::string>();
+    if (how == "auto") o.block_products = solvers::BlockProducts::kAuto;
+    else if (how == "rotated") o.block_products = solvers::BlockProducts::kRotated;
+    else if (how == "direct") o.block_products = solvers::BlockProducts::kDirect;
+    else throw InputError(fmt::format("--block-products must be auto, rotated or direct, got '{}'", how));
+  }
   o.overwrite = vm["overwrite"].as<bool>();
   o.progress = !vm["quiet"].as<bool>();
   std::tie(o.shard_index, o.shard_count) = resolve_shard(vm["shard"].as<std::string>());

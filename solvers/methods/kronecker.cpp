@@ -83,11 +83,7 @@ class KroneckerMethod final : public UpdateMethod {
   }
 
   Direction direction(BatchState& state, double damping) override {
-    auto out = weights_only(state, damping);
-    out.d = state.materialise(out);
-    out.blocks.clear();
-    out.remainder = at::Tensor();
-    return out;
+    return state.materialised(weights_only(state, damping));
   }
 
   // Each block in its Kronecker eigenbasis, d_block = U_B X U_Aᵀ with

@@ -59,7 +59,8 @@ class NgDense final : public UpdateMethod {
     });
     const auto g = state.grad().to(torch::kDouble);
     const auto [x, rank] = pinv_apply(eig.values + damping, eig.vectors, g);
-    Direction out{x.to(state.grad().scalar_type())};
+    Direction out;
+    out.d = x.to(state.grad().scalar_type());
     out.status = rank < g.size(0) ? SolveStatus::kPseudoInverse : SolveStatus::kExact;
     return out;
   }

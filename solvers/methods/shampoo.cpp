@@ -111,11 +111,7 @@ class ShampooMethod final : public UpdateMethod {
   }
 
   Direction direction(BatchState& state, double damping) override {
-    auto out = weights_only(state, damping);
-    out.d = state.materialise(out);
-    out.blocks.clear();
-    out.remainder = at::Tensor();
-    return out;
+    return state.materialised(weights_only(state, damping));
   }
 
   // Each block in the factors' eigenbases: d_block = U_L X U_Rᵀ, X = σ_L^{-p} ∘ (U_Lᵀ G U_R) ∘ σ_R^{-p}ᵀ.
