@@ -39,7 +39,14 @@ int run_bench(const std::vector<std::string>& args) {
   if (vm.count("checkpoint") == vm.count("model")) throw InputError("bench: give one of --checkpoint FILE and --model NAME");
   if (vm["threads"].as<int>() > 0) torch::set_num_threads(vm["threads"].as<int>());
   BenchOptions o;
-  std::string temporary;  // the built-in model's checkpoint, removed at the end
+  // The built-in model's checkpoint, removed when this function returns or throws.
+  struct Temporary {
+    std::string path;
+    ~Temporary() {
+      std::error_code ec;
+      if (!path.empty()) std::filesystem::remove(path, ec);
+    }
+  } temporary;
   if (vm.count("model")) {
     ModelConfig config;
     config.model = vm["model"].as<std::string>();
@@ -48,7 +55,7 @@ int run_bench(const std::vector<std::string>& args) {
     if (vm.count("save-model")) {
       o.checkpoint = vm["save-model"].as<std::string>();
     } else {
-      o.checkpoint = temporary =
+      o.checkpoint = temporary.path =
           (std::filesystem::temp_directory_path() / fmt::format("fisheval-bench-{}-{}.pt", config.model, ::getpid()))
               .string();
     }
@@ -74,15 +81,7 @@ int run_bench(const std::vector<std::string>& args) {
   o.repeats = vm["repeats"].as<int64_t>();
   o.dtype = vm["dtype"].as<std::string>();
   o.device = vm["device"].as<std::string>();
-  const auto report = [&] {
-    try {
-      return run_bench(o);
-    } catch (...) {
-      if (!temporary.empty()) std::filesystem::remove(temporary);
-      throw;
-    }
-  }();
-  if (!temporary.empty()) std::filesystem::remove(temporary);
+  const auto report = run_bench(o);
   std::cout << report.table();
   if (vm.count("json")) {
     std::ofstream out(vm["json"].as<std::string>());

@@ -1,25 +1,10 @@
 """Shared helpers of the end-to-end tests (run by CTest with /usr/bin/python3)."""
-import os
-import shutil
 import subprocess
 import sys
 
-FIXTURES = os.environ.get("FISHEVAL_FIXTURES", "fixtures")
-BINARY = os.environ.get("FISHEVAL_BINARY", "fisheval")
-SOURCE = os.environ.get("FISHEVAL_SOURCE", os.path.join(os.path.dirname(__file__), "..", ".."))
-WORK_ROOT = os.environ.get("FISHEVAL_WORK", "/tmp/fisheval-e2e")
-
-
-def work_dir(name):
-    """A fresh folder for one test."""
-    path = os.path.join(WORK_ROOT, name)
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
-    return path
-
-
-def fixture(name):
-    return os.path.join(FIXTURES, name)
+# Where things are, fresh work folders and fixture paths: the helpers every e2e test shares.
+from e2e_support import BINARY, FIXTURES, SOURCE, fixture  # noqa: F401
+from e2e_support import workdir as work_dir  # noqa: F401
 
 
 def run(args, expect=0, env=None):
