@@ -63,12 +63,16 @@ class Resume(unittest.TestCase):
         """Starts `fisheval ARGS` and SIGKILLs it at a random moment: one time in five during
         start-up, else once a random number of further units is on disk plus a random part
         of a unit's time (so inside the next unit, or while its part is being written).
-        True if it was killed before it finished."""
+        The number of further units is drawn from the first half of what is missing, so
+        that several kills in a row fit in one sweep however fast the machine is (units
+        differ in cost: waiting for the last unit plus an average unit's time can let the
+        run finish). True if it was killed before it finished."""
         proc = subprocess.Popen([e2e.BINARY] + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if rng.random() < 0.2:
             time.sleep(rng.uniform(0.1, 1.0) * self.startup_seconds)
         else:
-            target = rng.randint(min(len(glob.glob(parts_glob)) + 1, total - 1), total - 1)
+            done = len(glob.glob(parts_glob))
+            target = min(rng.randint(done + 1, max(done + 1, done + (total - done) // 2)), total - 1)
             while proc.poll() is None and len(glob.glob(parts_glob)) < target:
                 time.sleep(0.005)
             time.sleep(rng.uniform(0.0, 1.0) * self.unit_seconds)
