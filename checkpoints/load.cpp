@@ -9,6 +9,7 @@
 
 #include "checkpoints/error.h"
 #include "checkpoints/native_model.h"
+#include "checkpoints/pickle_scan.h"
 
 namespace fisheval {
 namespace {
@@ -16,16 +17,30 @@ namespace {
 // Both torch.jit.save and torch::pickle_save (native checkpoints) write zip archives;
 // only a TorchScript archive has a constants.pkl record. A file that starts like a zip
 // archive but cannot be read as one is damaged (truncated, overwritten): say so here,
-// before either loader reports something less direct.
+// before either loader reports something less direct. Every pickle of the archive
+// (data.pkl, constants.pkl, code/*.debug_pkl) passes the bounds check of pickle_scan.h
+// first: LibTorch's unpickler trusts the lengths written in them.
 bool is_torchscript_archive(const std::string& path) {
+  const auto damaged = [&](const std::string& why) {
+    return InputError(fmt::format("cannot load checkpoint '{}': not a readable PyTorch archive (truncated, corrupt, "
+                                  "or a zip file PyTorch did not write): {}",
+                                  path, why.substr(0, why.find('\n'))));
+  };
+  const auto ends_with = [](const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  };
   try {
     caffe2::serialize::PyTorchStreamReader reader(path);
+    for (const auto& name : reader.getAllRecords()) {
+      if (!ends_with(name, ".pkl") && !ends_with(name, ".debug_pkl")) continue;
+      const auto record = reader.getRecord(name);
+      const auto problem =
+          pickle_problem(static_cast<const uint8_t*>(std::get<0>(record).get()), std::get<1>(record));
+      if (!problem.empty()) throw damaged(fmt::format("record '{}' is damaged: {}", name, problem));
+    }
     return reader.hasRecord("constants.pkl");
   } catch (const c10::Error& e) {
-    const std::string what = e.what_without_backtrace();
-    throw InputError(fmt::format("cannot load checkpoint '{}': not a readable PyTorch archive (truncated, corrupt, "
-                                 "or a zip file PyTorch did not write): {}",
-                                 path, what.substr(0, what.find('\n'))));
+    throw damaged(e.what_without_backtrace());
   }
 }
 
