@@ -4,8 +4,10 @@
 #include <torch/torch.h>
 
 #include <numeric>
+#include <tuple>
 #include <random>
 
+#include "checkpoints/crash_guard.h"
 #include "checkpoints/dataset.h"
 #include "checkpoints/error.h"
 #include "checkpoints/limits.h"
@@ -49,17 +51,24 @@ at::Tensor read_dataset(const H5::H5File& file, const std::string& name, const s
   return tensor;
 }
 
+// `inputs` and `targets` as they are in the file: HDF5 reads and empty tensors only (no
+// tensor arithmetic, which may start OpenMP threads: unsafe in a forked child).
+std::pair<at::Tensor, at::Tensor> read_inputs_and_targets(const std::string& path) {
+  try {
+    H5::Exception::dontPrint();
+    H5::H5File file(path, H5F_ACC_RDONLY);
+    auto inputs = read_dataset(file, "inputs", path);
+    return {inputs, read_dataset(file, "targets", path)};
+  } catch (const H5::Exception& e) {
+    throw InputError(fmt::format("cannot read data file '{}': {}", path, e.getDetailMsg()));
+  }
+}
+
 class Hdf5Dataset final : public Dataset {
  public:
   explicit Hdf5Dataset(const std::string& path) : path_(path) {
-    try {
-      H5::Exception::dontPrint();
-      H5::H5File file(path, H5F_ACC_RDONLY);
-      inputs_ = read_dataset(file, "inputs", path);
-      targets_ = read_dataset(file, "targets", path);
-    } catch (const H5::Exception& e) {
-      throw InputError(fmt::format("cannot read data file '{}': {}", path, e.getDetailMsg()));
-    }
+    refuse_if_reading_crashes(fmt::format("data file '{}'", path), [&] { (void)read_inputs_and_targets(path); });
+    std::tie(inputs_, targets_) = read_inputs_and_targets(path);
     if (inputs_.dim() < 1 || targets_.dim() < 1 || inputs_.size(0) != targets_.size(0)) {
       throw InputError(fmt::format("data file '{}': inputs {} and targets {} must have the same first "
                                    "dimension (number of samples)",

@@ -15,6 +15,7 @@
 #include <limits>
 #include <sstream>
 
+#include "checkpoints/crash_guard.h"
 #include "checkpoints/error.h"
 
 namespace fs = std::filesystem;
@@ -257,7 +258,9 @@ void write_result_file(const std::string& path, const ResultFile& r) {
   });
 }
 
-ResultFile read_result_file(const std::string& path) {
+namespace {
+
+ResultFile read_result_file_here(const std::string& path) {
   auto file = h5::open_read(path);
   try {
     ResultFile r;
@@ -318,6 +321,13 @@ ResultFile read_result_file(const std::string& path) {
   } catch (const H5::Exception& e) {
     throw InputError(fmt::format("cannot read result file '{}': {}", path, e.getDetailMsg()));
   }
+}
+
+}  // namespace
+
+ResultFile read_result_file(const std::string& path) {
+  refuse_if_reading_crashes(fmt::format("result file '{}'", path), [&] { (void)read_result_file_here(path); });
+  return read_result_file_here(path);
 }
 
 ResultFile merge_results(const std::vector<ResultFile>& shards, const std::vector<std::string>& names) {

@@ -8,11 +8,14 @@
 //   results/       read_result_file (+ merge of the file with itself)
 #include <gtest/gtest.h>
 
+#include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <string>
 
+#include "checkpoints/crash_guard.h"
 #include "checkpoints/dataset.h"
 #include "checkpoints/error.h"
 #include "checkpoints/load.h"
@@ -71,6 +74,35 @@ TEST(FuzzRegressions, EveryInputIsLoadedOrRefusedWithInputError) {
   }
   EXPECT_GT(files, 0) << "no regression inputs under " << regressions_dir();
   EXPECT_GT(refused, 0);
+}
+
+TEST(CrashGuard, RefusesWhatCrashesAndLetsTheRestThrough) {
+  // Killed by a signal in the child: refused with InputError; this process lives on.
+  try {
+    refuse_if_reading_crashes("file 'x'", [] { std::abort(); });
+    FAIL() << "a crash went unnoticed";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("file 'x' is damaged"), std::string::npos) << e.what();
+  }
+  // A reader that refuses (throws) or succeeds in the child: no verdict, the caller reads.
+  EXPECT_NO_THROW(refuse_if_reading_crashes("y", [] { throw InputError("refused"); }));
+  EXPECT_NO_THROW(refuse_if_reading_crashes("z", [] {}));
+  // The child's effects stay in the child.
+  int touched = 0;
+  refuse_if_reading_crashes("w", [&] { touched = 1; });
+  EXPECT_EQ(touched, 0);
+}
+
+TEST(CrashGuard, DataFileThatCrashesHdf5IsRefused) {
+  // Found by fuzz_hdf5_data: a damaged group heap makes HDF5 1.10's H5Lexists read address 0
+  // (SIGSEGV, the whole run gone). It is now read first in a child process.
+  const auto path = (regressions_dir() / "hdf5-data" / "fuzz-segv-local-heap.h5").string();
+  try {
+    (void)load_hdf5_dataset(path);
+    FAIL() << "loaded a damaged file";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("crashed the HDF5 library"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
