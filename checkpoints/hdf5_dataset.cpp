@@ -4,8 +4,8 @@
 #include <torch/torch.h>
 
 #include <numeric>
-#include <tuple>
 #include <random>
+#include <tuple>
 
 #include "checkpoints/crash_guard.h"
 #include "checkpoints/dataset.h"
