@@ -1,6 +1,7 @@
 // HDF5 batch files (DESIGN.md "Checkpoints and data"): `inputs` [M, ...] and `targets`.
 #include <H5Cpp.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <numeric>

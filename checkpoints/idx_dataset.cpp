@@ -1,6 +1,7 @@
 // IDX files (MNIST format) and Fashion-MNIST as installed by Debian's
 // dataset-fashion-mnist package (/usr/share/datasets/fashion-mnist/*-ubyte.gz).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 #include <zlib.h>
 

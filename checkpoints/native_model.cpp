@@ -3,6 +3,7 @@
 #include "checkpoints/native_model.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/torch.h>
 

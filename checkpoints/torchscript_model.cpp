@@ -15,6 +15,7 @@
 // Forward-mode AD through TorchScript needs the graph executor's optimisation off
 // (libtorch-notes.md), so loading a TorchScript model switches it off for the process.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 #include <torch/torch.h>

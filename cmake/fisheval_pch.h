@@ -4,5 +4,6 @@
 #include <torch/torch.h>
 #include <torch/script.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <string>
 #include <vector>

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "base/numeric.h"
 #include "checkpoints/error.h"
 #include "checkpoints/model.h"
 #include "mvp/linearisation.h"
@@ -17,8 +18,6 @@
 
 namespace fisheval {
 namespace {
-
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // f(x; θ) = θ₀ + θ₁x on inputs [N, 1] → outputs [N, 1]. Two scalar parameters
 // ("theta0", "theta1", shape [1]); no layer taps (per-sample gradients by the loop).

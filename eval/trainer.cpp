@@ -8,6 +8,7 @@
 #include <fstream>
 #include <set>
 
+#include "base/numeric.h"
 #include "checkpoints/error.h"
 #include "eval/progress.h"
 #include "eval/sweep.h"
@@ -16,10 +17,6 @@ namespace fs = std::filesystem;
 
 namespace fisheval {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 std::vector<int64_t> range(int64_t begin, int64_t end) {
   std::vector<int64_t> out;

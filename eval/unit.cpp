@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "base/numeric.h"
 #include "checkpoints/error.h"
 #include "checkpoints/load.h"
 #include "eval/indicator.h"
@@ -13,12 +14,6 @@
 
 namespace fisheval {
 namespace {
-
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 

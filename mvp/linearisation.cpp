@@ -1,6 +1,7 @@
 #include "mvp/linearisation.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/csrc/autograd/forward_grad.h>
 #include <torch/torch.h>
 

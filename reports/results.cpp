@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <limits>
 #include <sstream>
 
+#include "base/numeric.h"
 #include "checkpoints/crash_guard.h"
 #include "checkpoints/error.h"
 
@@ -22,8 +24,6 @@ namespace fs = std::filesystem;
 
 namespace fisheval {
 namespace {
-
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 std::string format_double(double v) { return fmt::format("{:.17g}", v); }
 

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """The same evaluation written the plain PyTorch way, timed beside `fisheval bench`.
 
 For one checkpoint and batch it computes what one fisheval unit computes — sgd, ef, ief,
@@ -13,7 +13,7 @@ It then runs `fisheval bench` on the same checkpoint and batch, prints both tabl
 side with the speed-up, and checks that both compute the same γ for the deterministic
 methods (sgd, ef, ief, ekfac, iekfac, shampoo) with `fisheval eval`.
 
-    /usr/bin/python3 scripts/bench_pytorch_baseline.py --checkpoint ckpt.pt \
+    .venv/bin/python scripts/bench_pytorch_baseline.py --checkpoint ckpt.pt \
         [--data fashion-mnist:test | batches.h5] [--batch-size 32] [--dampings 10] \
         [--repeats 3] [--dtype float32|float64] [--fisheval build/fisheval]
 """

@@ -1,9 +1,9 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Optimiser comparison (the paper's Table 8, scaled down): train the same MLP on
 Fashion-MNIST with sgd, adamw, ef, sf and ief, each with the hyper-parameters that won
 a small search on a validation split, and tabulate final train loss and accuracies.
 
-    /usr/bin/python3 scripts/compare_optimisers.py [--fisheval build/fisheval] [--out DIR]
+    .venv/bin/python scripts/compare_optimisers.py [--fisheval build/fisheval] [--out DIR]
 
 Protocol (every size a flag; defaults documented in docs/TRAINING.md):
   * data: the first --train-samples Fashion-MNIST training images, of which the last

@@ -1,5 +1,5 @@
-#!/usr/bin/python3
-"""Export a PyTorch model and data for fisheval (run with Debian's /usr/bin/python3).
+#!/usr/bin/env python3
+"""Export a PyTorch model and data for fisheval (run with the project environment's Python, .venv/bin/python).
 
 A checkpoint is a TorchScript archive (torch.jit.save) whose forward(inputs) returns
 logits [N, C] or [N, T, C]. This script
@@ -24,7 +24,7 @@ Python use:
     ex.export_data("batches.h5", inputs, targets)
 
 Command line:
-    /usr/bin/python3 scripts/export_checkpoint.py --factory my_models.py:make_model \
+    .venv/bin/python scripts/export_checkpoint.py --factory my_models.py:make_model \
         [--kwargs '{"width": 64}'] [--state-dict trained.pt] [--trainable GLOB] \
         [--loss cross-entropy|squared-error] --out ckpt.pt \
         [--data data.pt --data-out batches.h5]

@@ -29,13 +29,13 @@ ninja -C "$BUILD" -j"$(nproc)" $(printf "fuzz_%s " "${TARGETS[@]}")
 # --- seeds -------------------------------------------------------------------------------
 SEEDS=$BUILD/seeds
 FIX=$BUILD/fixtures
-if [ ! -f "$FIX/series/manifest.csv" ]; then /usr/bin/python3 tests/fixtures/make_fixtures.py "$FIX" >/dev/null; fi
+if [ ! -f "$FIX/series/manifest.csv" ]; then .venv/bin/python tests/fixtures/make_fixtures.py "$FIX" >/dev/null; fi
 mkdir -p "$SEEDS"/{hdf5_data,idx,manifest,torchscript,results}
 cp "$FIX"/*.h5 "$SEEDS/hdf5_data/"
 cp "$FIX"/toy_linear.pt "$FIX"/mlp_tanh_ce.pt "$FIX"/lora_ce.pt "$SEEDS/torchscript/"
 cp "$FIX"/series/manifest.csv "$SEEDS/manifest/"
 printf 'path,step,epoch\n/a/b.pt,0,1\nc.pt,10,2\n' >"$SEEDS/manifest/extra.csv"
-/usr/bin/python3 - "$SEEDS/idx" <<'PY'
+.venv/bin/python - "$SEEDS/idx" <<'PY'
 import gzip, struct, sys
 out = sys.argv[1]
 def idx(dims, payload):

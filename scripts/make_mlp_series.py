@@ -1,10 +1,10 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Makes a small checkpoint series with real training: a tanh MLP (784-32-10, float64)
 trained with plain SGD on Fashion-MNIST (Debian's dataset-fashion-mnist), checkpoints
 exported with scripts/export_checkpoint.py at the given steps, and a manifest.csv.
-Run with Debian's /usr/bin/python3:
+Run with the project environment's Python:
 
-    /usr/bin/python3 scripts/make_mlp_series.py OUTDIR [--steps 0,100,500,2000] [--seed 0]
+    .venv/bin/python scripts/make_mlp_series.py OUTDIR [--steps 0,100,500,2000] [--seed 0]
 
 The inputs are normalised as fisheval reads them ((x/255 − 0.2860)/0.3530, shape
 [N, 1, 28, 28]), so the series can be evaluated with `--data fashion-mnist:test`.

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Turn a native fisheval checkpoint (written by `fisheval train`) into PyTorch.
 
 A native checkpoint is a dict that torch.load reads (format "fisheval-native"):
@@ -7,7 +7,7 @@ For the `mlp` and `cnn` models this script rebuilds the same network as an
 nn.Sequential with the same parameter names, and can export it as a TorchScript
 checkpoint with scripts/export_checkpoint.py (same trainable parameters, same loss):
 
-    /usr/bin/python3 scripts/native_to_torchscript.py step_0000100.pt --out step_0000100.ts.pt
+    .venv/bin/python scripts/native_to_torchscript.py step_0000100.pt --out step_0000100.ts.pt
 
 Python use:
     sys.path.insert(0, "scripts"); import native_to_torchscript as nt
@@ -19,17 +19,25 @@ import sys
 from collections import OrderedDict
 
 import torch
+import torch.jit._pickle
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import export_checkpoint as ex  # noqa: E402
 
+# The helpers LibTorch's pickler names in a native checkpoint (torch.load's weights_only mode
+# refuses every global it was not given).
+LIBTORCH_PICKLE_GLOBALS = [getattr(torch.jit._pickle, name) for name in dir(torch.jit._pickle)
+                           if name.startswith(("build_", "restore_"))]
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
 
 
 def load_native(path: str) -> dict:
     """The checkpoint's dict; ValueError when the file is not a native fisheval checkpoint."""
-    ckpt = torch.load(path, map_location="cpu")
+    # A native checkpoint is a dict pickled by LibTorch (torch::pickle_save), whose containers
+    # carry type tags and typed lists: those globals are allowed, everything else stays refused.
+    with torch.serialization.safe_globals(LIBTORCH_PICKLE_GLOBALS):
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or ckpt.get("format") != "fisheval-native":
         raise ValueError(f"{path} is not a native fisheval checkpoint")
     return ckpt

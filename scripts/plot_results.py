@@ -1,10 +1,10 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Figures of fisheval result files and of the toy problem (the paper's Figures 1-3).
 
-    /usr/bin/python3 scripts/plot_results.py results RESULTS.h5 --out DIR [--damping LAMBDA]
-    /usr/bin/python3 scripts/plot_results.py toy TOY.h5 --out DIR
-    /usr/bin/python3 scripts/plot_results.py FILE.h5 --out DIR      (kind read from the file)
-    /usr/bin/python3 scripts/plot_results.py check                  (are numpy, h5py, matplotlib installed?)
+    .venv/bin/python scripts/plot_results.py results RESULTS.h5 --out DIR [--damping LAMBDA]
+    .venv/bin/python scripts/plot_results.py toy TOY.h5 --out DIR
+    .venv/bin/python scripts/plot_results.py FILE.h5 --out DIR      (kind read from the file)
+    .venv/bin/python scripts/plot_results.py check                  (are numpy, h5py, matplotlib installed?)
 
 `fisheval report` and `fisheval toy` call this script; it is also meant to be read and
 reused: every figure is one function taking the loaded data and an output path.

@@ -5,7 +5,7 @@
 #
 #   scripts/sanitize.sh [ctest arguments, e.g. -R Fuzz]
 #
-# LibTorch, HDF5 and Boost are Debian's uninstrumented builds, so:
+# LibTorch (the PyTorch wheel's), HDF5 and Boost (Debian's) are uninstrumented builds, so:
 #   detect_container_overflow=0  std::vector annotations are only in our code; vectors
 #                                grown in LibTorch and read here (or back) look overflowed
 #   alloc_dealloc_mismatch=0,    memory allocated in one library and freed in another

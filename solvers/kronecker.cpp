@@ -1,6 +1,7 @@
 #include "solvers/kronecker.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include "checkpoints/error.h"

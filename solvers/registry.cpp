@@ -1,6 +1,7 @@
 // The registry of update methods by name. Adding a method family: one file under
 // solvers/methods/, its factory in families.h, one line here.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <functional>
 

@@ -96,12 +96,12 @@ inline at::Tensor oracle_logit_grad(Fixture& f) {
 
 // M^{-p} for symmetric PSD M (+ shift I) by torch's eigh.
 inline at::Tensor dense_inverse_power(const at::Tensor& M, double shift, double p) {
-  const auto [values, vectors] = torch::linalg::eigh(0.5 * (M + M.t()), "L");
+  const auto [values, vectors] = at::linalg_eigh(0.5 * (M + M.t()), "L");
   return torch::mm(vectors * (values + shift).pow(-p).unsqueeze(0), vectors.t());
 }
 
 inline double largest_eigenvalue(const at::Tensor& M) {
-  return std::get<0>(torch::linalg::eigh(0.5 * (M + M.t()), "L")).max().item<double>();
+  return std::get<0>(at::linalg_eigh(0.5 * (M + M.t()), "L")).max().item<double>();
 }
 
 }  // namespace fisheval::test

@@ -14,6 +14,9 @@
 
 namespace fisheval::test {
 
+// Agreement expected of float64 computations with their oracle.
+inline constexpr double kTol = 1e-10;
+
 // Folder of the fixtures (made by the CTest fixture `make_fixtures`; environment
 // FISHEVAL_FIXTURES overrides) and the fisheval binary (FISHEVAL_BINARY overrides).
 std::string fixtures_dir();

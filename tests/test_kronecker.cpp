@@ -21,7 +21,6 @@ namespace {
 using solvers::kron::Statistic;
 namespace kron = solvers::kron;
 
-constexpr double kTol = 1e-10;
 
 // fisheval's Kronecker block i, kron(B, A) in θ's row-major order.
 at::Tensor library_block(KronBatch& kb, Statistic statistic, bool reduce, size_t i) {
@@ -40,7 +39,7 @@ at::Tensor indices_of_block(KronBatch& kb, size_t i) {
 // (M + λI)⁻¹ b by a dense solve.
 at::Tensor dense_solve(const at::Tensor& M, double lambda, const at::Tensor& b) {
   const auto eye = torch::eye(M.size(0), torch::kDouble);
-  return torch::linalg::solve(M + lambda * eye, b.unsqueeze(1), true).squeeze(1);
+  return at::linalg_solve(M + lambda * eye, b.unsqueeze(1), true).squeeze(1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -71,7 +70,7 @@ TEST(KroneckerSolve, PseudoInverseAtZeroDampingForSingularFactors) {
   const auto A = torch::mm(X, X.t()), B = torch::mm(Y, Y.t());  // ranks 2 and 3
   const auto G = torch::randn({4, 5}, torch::kDouble);
   const auto [X0, dropped] = kron::kronecker_solve(kron::symmetric_eigen(A), kron::symmetric_eigen(B), G, 0.0);
-  const auto expected = torch::mv(torch::linalg::pinv(torch::kron(B, A), 1e-10, true), G.reshape({-1}));
+  const auto expected = torch::mv(at::linalg_pinv(torch::kron(B, A), 1e-10, true), G.reshape({-1}));
   EXPECT_LT(rel_err(X0.reshape({-1}), expected), 1e-8);
   EXPECT_TRUE(dropped);
   // The diagonal fallback: g/(D + λ), zero entries of D dropped at λ = 0.
@@ -261,8 +260,8 @@ KfeDense kfe_dense(KronBatch& kb, size_t i, const at::Tensor& Fhat_block) {
   const auto A = kron::input_factor(kron::augmented_inputs(*kb.state, "test")[i], false);
   const auto B = kron::output_factor(kron::output_grads(*kb.state, Statistic::kSampled, "test")[i],
                                      kron::statistic_weights(*kb.state, Statistic::kSampled), false);
-  const auto UA = std::get<1>(torch::linalg::eigh(A, "L"));
-  const auto UB = std::get<1>(torch::linalg::eigh(B, "L"));
+  const auto UA = std::get<1>(at::linalg_eigh(A, "L"));
+  const auto UB = std::get<1>(at::linalg_eigh(B, "L"));
   const auto Q = torch::kron(UB, UA);
   return {Q, torch::mm(Q.t(), torch::mm(Fhat_block, Q)).diagonal()};
 }
@@ -395,7 +394,7 @@ TEST(KroneckerDirections, PseudoInverseAtZeroDamping) {
   EXPECT_EQ(dir.status, solvers::SolveStatus::kPseudoInverse);  // A = a aᵀ has rank 1
   for (size_t i = 0; i < kron::plan(*kb.state, "test").blocks.size(); ++i) {
     const auto idx = indices_of_block(kb, i);
-    const auto expected = torch::mv(torch::linalg::pinv(sub_matrix(F, idx), 1e-9, true), g.index_select(0, idx));
+    const auto expected = torch::mv(at::linalg_pinv(sub_matrix(F, idx), 1e-9, true), g.index_select(0, idx));
     EXPECT_LT(rel_err(dir.d.index_select(0, idx), expected), 1e-6) << "block " << i;
   }
   solvers::MethodOptions strict;

@@ -14,7 +14,6 @@
 namespace fisheval::test {
 namespace {
 
-constexpr double kTol = 1e-10;
 
 struct Case {
   std::string fixture;

@@ -1,6 +1,7 @@
 // fisheval merge: join the shard files of one run into a file identical to a
 // single-process run's (same values, same order).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <iostream>
 

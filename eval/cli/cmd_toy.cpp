@@ -3,6 +3,7 @@
 // their vector fields on a grid and training trajectories, to DIR/toy.h5, drawn by
 // scripts/plot_results.py as DIR/toy.png.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <filesystem>
 #include <iostream>

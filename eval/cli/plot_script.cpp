@@ -1,6 +1,7 @@
 #include "eval/cli/plot_script.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>

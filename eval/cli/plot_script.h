@@ -1,7 +1,7 @@
 // Running scripts/plot_results.py, the one plotting implementation, from the CLI.
 //
 // Python: $FISHEVAL_PYTHON, else the interpreter configured at build time
-// (FISHEVAL_PYTHON, default /usr/bin/python3, Debian's with h5py and matplotlib).
+// (FISHEVAL_PYTHON, default the project environment's .venv/bin/python).
 // Script: $FISHEVAL_SCRIPTS_DIR/plot_results.py, else the source tree's scripts/
 // folder recorded at build time.
 #pragma once

@@ -1,6 +1,7 @@
 #include "eval/cli/train_options.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "checkpoints/error.h"
 

@@ -1,4 +1,4 @@
-"""Shared helpers of the end-to-end tests (run by CTest with /usr/bin/python3)."""
+"""Shared helpers of the end-to-end tests (run by CTest with the project environment's Python)."""
 import subprocess
 import sys
 

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Bad input gives a clear message and a non-zero exit status, never a crash; inside a
 series a bad checkpoint is marked failed and the rest is computed (exit 3); numbers that
 overflow are recorded as non-finite with a warning; a singular Gram system is refused

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Config files: every flag of `fisheval eval` can come from an INI file (--config), so a
 sweep is a file under version control; flags on the command line win; the effective
 configuration is stored in the results (root attribute `config`) and, written back to a

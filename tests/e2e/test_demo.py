@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """`fisheval demo`, scaled down: it trains, evaluates every method that `fisheval methods`
 lists (ng-dense left out for the MLP's P, with its reason), writes the results and the
 summary table, and says where they are."""

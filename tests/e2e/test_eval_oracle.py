@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """End to end: `fisheval eval` on real TorchScript checkpoints made by PyTorch writes an
 HDF5 file that h5py reads, with the values an independent oracle gives.
 

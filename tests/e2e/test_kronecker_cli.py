@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """fisheval eval with the Kronecker and Shampoo families on real TorchScript checkpoints
 (the fixture series, a sequence model with --kfac-approx reduce, a checkpoint without
 taps), checked with h5py: every γ finite, γ/γ_ng ≥ 1 against the dense natural gradient,

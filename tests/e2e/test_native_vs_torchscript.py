@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """The native checkpoints of `fisheval train` against their TorchScript twins.
 
 Trains a small MLP and CNN with the real CLI, reads the native checkpoints with

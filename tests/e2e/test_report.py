@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """`fisheval report` end to end: real result files made by the real `fisheval eval` on the
 fixture series, the report made from them, and every claim checked from the outside:
 figure files are valid PNGs of a laptop-friendly size and referenced by the page; the

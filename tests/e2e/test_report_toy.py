@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """`fisheval toy` end to end: the toy problem of the paper's Figure 1 computed by fisheval's
 own methods, checked against closed forms written here in numpy: the loss grid, the
 direction fields of sgd, ng-dense, ef and iEF at the file's λ, and the trajectories

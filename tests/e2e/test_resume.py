@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Resume: a sweep killed with SIGKILL at random moments (several times in a row) and
 started again with the same command computes only what is missing and ends with the same
 file as an uninterrupted run (every dataset except the seconds* timings). Finished units

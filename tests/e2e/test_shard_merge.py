@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Sharded sweeps: every shard count gives, after `fisheval merge`, a file identical to a
 single-process run (every dataset except the seconds* timings, value by value, same
 order); shards are chosen by --shard or by Slurm's array variables; merge refuses files

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """A real Slurm run: a one-node cluster on this machine (scripts/slurm/local_cluster.sh,
 Debian's slurm-wlm and munge), the fixture series swept by an array job of 3 shards
 (scripts/slurm/submit.sh: sweep.sbatch + a dependent merge.sbatch), the merged file
