@@ -1,4 +1,4 @@
-// HDF5 batch files (DESIGN.md "Checkpoints and data"): `inputs` [M, ...] and `targets`.
+// HDF5 batch files (docs/FORMAT.md): `inputs` [M, ...] and `targets`.
 #include <H5Cpp.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>

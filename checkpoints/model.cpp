@@ -1,6 +1,7 @@
 #include "checkpoints/model.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <fnmatch.h>
 #include <torch/torch.h>
 
@@ -32,8 +33,10 @@ std::vector<std::string> select_parameters(const Model& model, const std::string
     if (patterns.empty()) {
       keep = model.saved_trainable(name);
     } else {
+      auto names = model.aliases(name);
+      names.push_back(name);
       for (const auto& pattern : patterns) {
-        if (fnmatch(pattern.c_str(), name.c_str(), 0) == 0) keep = true;
+        for (const auto& n : names) keep = keep || fnmatch(pattern.c_str(), n.c_str(), 0) == 0;
       }
     }
     if (keep) selected.push_back(name);
@@ -68,6 +71,19 @@ void check_finite_parameters(const Model& model, const std::vector<std::string>&
       throw InputError(fmt::format("parameter '{}' contains NaN or infinite values", name));
     }
   }
+}
+
+std::string describe_parameters(const Model& model, const std::vector<std::string>& selected) {
+  // Names are module paths and attribute names (identifiers and dots): no JSON escaping needed.
+  std::vector<std::string> items;
+  for (const auto& name : selected) {
+    const auto aliases = model.aliases(name);
+    std::string item = fmt::format("{{\"name\": \"{}\", \"shape\": [{}]", name,
+                                   fmt::join(model.parameter(name).sizes(), ", "));
+    if (!aliases.empty()) item += fmt::format(", \"aliases\": [\"{}\"]", fmt::join(aliases, "\", \""));
+    items.push_back(item + "}");
+  }
+  return "[" + fmt::format("{}", fmt::join(items, ", ")) + "]";
 }
 
 }  // namespace fisheval

@@ -45,8 +45,13 @@ class Model {
   // "torchscript" or "native:<model>".
   virtual std::string format() const = 0;
 
-  // All parameters, qualified names in a fixed order.
+  // All parameters, qualified names in a fixed order. A parameter that several modules
+  // share (tied weights: an output layer that reuses the input embedding) is listed once,
+  // under the first name it has in the model (as PyTorch's named_parameters() does).
   virtual std::vector<std::string> parameter_names() const = 0;
+  // The other names of a shared parameter (empty when it is used once). Setting the
+  // parameter sets it under every name, so its gradient sums every use.
+  virtual std::vector<std::string> aliases(const std::string& name) const { return {}; }
   virtual at::Tensor parameter(const std::string& name) const = 0;
   // Replace a parameter's tensor for the following forward passes (dual tensors for
   // forward-mode AD, updated values in the trainer). Shape must not change.
@@ -69,9 +74,10 @@ class Model {
   virtual std::string loss_hint() const { return ""; }
 };
 
-// The parameters selected for evaluation (θ in DESIGN.md), in model order.
-// `globs` is a comma-separated list of fnmatch patterns on qualified names
-// ("*lora*,head.*"); empty means: the parameters saved with requires_grad.
+// The parameters selected for evaluation (θ), in model order. `globs` is a
+// comma-separated list of fnmatch patterns on qualified names ("*lora*,head.*"), matched
+// against every name of a shared parameter; empty means: the parameters saved with
+// requires_grad.
 std::vector<std::string> select_parameters(const Model& model, const std::string& globs);
 
 // Marks exactly the selected parameters as requiring gradients (others frozen).
@@ -82,5 +88,9 @@ int64_t count_parameters(const Model& model, const std::vector<std::string>& sel
 
 // Throws InputError naming the first selected parameter with a NaN or infinite entry.
 void check_finite_parameters(const Model& model, const std::vector<std::string>& selected);
+
+// The selected parameters as JSON, for result files: [{"name": ..., "shape": [...],
+// "aliases": [...]}, ...] (aliases only for shared parameters).
+std::string describe_parameters(const Model& model, const std::vector<std::string>& selected);
 
 }  // namespace fisheval

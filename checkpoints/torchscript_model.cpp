@@ -22,6 +22,7 @@
 
 #include <map>
 
+#include "base/text.h"
 #include "checkpoints/error.h"
 #include "checkpoints/load.h"
 
@@ -59,7 +60,15 @@ class TorchScriptModel final : public Model {
     module_.eval();
     for (const auto& p : module_.named_parameters(/*recurse=*/true)) check_storage(p.name, p.value);
     for (const auto& b : module_.named_buffers(/*recurse=*/true)) check_storage(b.name, b.value);
+    // A parameter several modules share (tied weights) is one TensorImpl under several
+    // names: one entry of θ under its first name; setting it sets every name.
+    std::map<const c10::TensorImpl*, std::string> first_name;
     for (const auto& p : module_.named_parameters(/*recurse=*/true)) {
+      const auto [it, fresh] = first_name.emplace(p.value.unsafeGetTensorImpl(), p.name);
+      if (!fresh) {
+        aliases_[it->second].push_back(p.name);
+        continue;
+      }
       names_.push_back(p.name);
       saved_trainable_[p.name] = p.value.requires_grad();
     }
@@ -99,10 +108,14 @@ class TorchScriptModel final : public Model {
     return submodule(module_, owner).attr(leaf).toTensor();
   }
 
+  std::vector<std::string> aliases(const std::string& name) const override {
+    const auto it = aliases_.find(name);
+    return it == aliases_.end() ? std::vector<std::string>{} : it->second;
+  }
+
   void set_parameter(const std::string& name, const at::Tensor& value) override {
-    const auto [owner, leaf] = split_last(name);
-    auto m = submodule(module_, owner);
-    m.setattr(leaf, value);
+    set_attribute(name, value);
+    for (const auto& alias : aliases(name)) set_attribute(alias, value);
   }
 
   bool saved_trainable(const std::string& name) const override {
@@ -147,12 +160,11 @@ class TorchScriptModel final : public Model {
   }
 
   void to(c10::Device device, c10::ScalarType dtype) override {
-    // Only floating-point parameters and buffers change dtype.
-    for (const auto& p : module_.named_parameters(true)) {
-      if (p.value.is_floating_point()) {
-        const bool rg = p.value.requires_grad();
-        set_parameter(p.name, p.value.detach().to(device, dtype).requires_grad_(rg));
-      }
+    // Only floating-point parameters and buffers change dtype; a shared parameter is
+    // converted once and set under all its names (it stays one parameter).
+    for (const auto& name : names_) {
+      const auto p = parameter(name);
+      if (p.is_floating_point()) set_parameter(name, p.detach().to(device, dtype).requires_grad_(p.requires_grad()));
     }
     for (const auto& b : module_.named_buffers(true)) {
       const auto [owner, leaf] = split_last(b.name);
@@ -164,7 +176,12 @@ class TorchScriptModel final : public Model {
   std::string loss_hint() const override { return loss_hint_; }
 
  private:
-  static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+  void set_attribute(const std::string& name, const at::Tensor& value) {
+    const auto [owner, leaf] = split_last(name);
+    auto m = submodule(module_, owner);
+    m.setattr(leaf, value);
+  }
 
   // A malformed archive can give a tensor sizes and strides its storage does not hold (or
   // no storage at all); reading it would touch memory that is not there. Needed bytes:
@@ -206,15 +223,35 @@ class TorchScriptModel final : public Model {
   std::string path_;
   std::vector<std::string> names_;
   std::map<std::string, bool> saved_trainable_;
+  std::map<std::string, std::vector<std::string>> aliases_;  // first name -> the other names
   std::vector<LayerSpec> layers_;
   std::vector<torch::jit::Module> layer_modules_;
   std::string loss_hint_;
 };
 
+// Process-wide LibTorch settings that make a TorchScript model differentiable the ways
+// fisheval needs (forward mode, and the second-order "double backward" JVPs):
+// * the graph executor's optimisation off: with it, forward-mode tangents set on
+//   parameter attributes did not reach the output;
+// * attention by PyTorch's math kernel: the fused scaled-dot-product-attention kernels
+//   (flash, memory-efficient, cuDNN) have neither forward-mode nor second derivatives
+//   ("derivative for aten::_scaled_dot_product_flash_attention_for_cpu_backward is not
+//   implemented"); the math kernel computes the same function with ordinary operations.
+void configure_for_autodiff() {
+  torch::jit::setGraphExecutorOptimize(false);
+  auto& ctx = at::globalContext();
+  ctx.setSDPUseFlash(false);
+  ctx.setSDPUseMemEfficient(false);
+  ctx.setSDPUseCuDNN(false);
+  ctx.setSDPUseFA3(false);
+  ctx.setSDPUseFA4(false);
+  ctx.setSDPUseMath(true);
+}
+
 }  // namespace
 
 std::unique_ptr<Model> load_torchscript_model(const std::string& path) {
-  torch::jit::setGraphExecutorOptimize(false);
+  configure_for_autodiff();
   // LibTorch reports a malformed archive with c10::Error, and from its TorchScript parser
   // and unpickler with other std::exception types (torch::jit::ErrorReport,
   // std::runtime_error): all of them are bad input here.

@@ -18,7 +18,7 @@ struct BenchOptions {
   int64_t dampings = 10;             // log grid from 1e-6 to 1 (relative damping)
   int64_t repeats = 5;
   std::string dtype = "auto";
-  std::string device = "cpu";
+  std::string device = "auto";  // auto (CUDA when visible, else CPU) | cpu | cuda | cuda:N
 };
 
 struct BenchRow {

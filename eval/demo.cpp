@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/text.h"
 #include "checkpoints/error.h"
 #include "checkpoints/load.h"
 #include "eval/progress.h"
@@ -24,8 +25,6 @@ namespace fs = std::filesystem;
 
 namespace fisheval {
 namespace {
-
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 // The methods of solvers::list_methods() that run on the first checkpoint: each is tried
 // on the sweep's first batch at the largest damping; one that throws or returns a

@@ -21,7 +21,7 @@ IndicatorValues indicator(const at::Tensor& d, const at::Tensor& g, double d_fis
 // The same from the products dᵀg, ‖d‖², ‖g‖ and dᵀFd (directions known by their weights).
 IndicatorValues indicator(double d_dot_g, double d_norm_sq, double g_norm, double d_fisher_d);
 
-// Per-batch statistics (DESIGN.md): the gradient-norm imbalance max_n‖v_n‖/min_n‖v_n‖
+// Per-batch statistics (docs/DEFINITIONS.md): the gradient-norm imbalance max_n‖v_n‖/min_n‖v_n‖
 // of per-sample parameter gradients and of logit gradients.
 double imbalance(const at::Tensor& norms);
 

@@ -7,7 +7,7 @@
 //          solvers::make_method(name) on the batch (mvp::Linearisation +
 //          solvers::BatchState, the very code `fisheval eval` scores), optionally
 //          normalised (u = d/‖d‖, the paper's schedule for EF and SF).
-// NGD directions see the batch loss as a sum (DESIGN.md); for iEF the update lowers
+// NGD directions see the batch loss as a sum (docs/DEFINITIONS.md); for iEF the update lowers
 // each per-sample loss by about η s_n, s_n = ‖∇_{z_n} l_n‖², whatever N is.
 #pragma once
 #include <ATen/core/Tensor.h>

@@ -8,6 +8,7 @@
 
 #include "checkpoints/error.h"
 #include "checkpoints/load.h"
+#include "eval/build_info.h"
 #include "eval/indicator.h"
 #include "eval/progress.h"
 #include "eval/unit.h"
@@ -63,11 +64,12 @@ uint64_t batch_seed(uint64_t seed, int64_t batch) {
 }
 
 c10::Device resolve_device(const std::string& device) {
+  if (device == "auto") return torch::cuda::is_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
   c10::Device dev(c10::kCPU);
   try {
     dev = c10::Device(device);
   } catch (const c10::Error&) {
-    throw InputError(fmt::format("unknown --device '{}' (cpu, cuda, cuda:N)", device));
+    throw InputError(fmt::format("unknown --device '{}' (auto, cpu, cuda, cuda:N)", device));
   }
   if (dev.is_cuda() && !torch::cuda::is_available()) {
     throw InputError(fmt::format("--device {}: CUDA is not available (this LibTorch {} build is CPU-only or no GPU "
@@ -104,8 +106,7 @@ SweepSummary run_sweep(const SweepOptions& o) {
   const RunInfo info = make_run_info(o, plan);
 
   auto metadata = o.metadata;
-  metadata["fisheval_version"] = FISHEVAL_VERSION;
-  metadata["torch_version"] = TORCH_VERSION;
+  for (const auto& [key, value] : build_info()) metadata[key] = value;
   metadata["device"] = device.str();
   metadata["dtype_resolved"] = dtype == torch::kDouble ? "float64" : "float32";
   metadata["shard"] = fmt::format("{}/{}", o.shard_index + 1, o.shard_count);

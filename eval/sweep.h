@@ -31,7 +31,7 @@ struct SweepOptions {
   std::string loss = "auto";         // auto|cross-entropy|squared-error
   std::string params;                // --params globs ("" = requires_grad)
   std::string dtype = "auto";        // auto (float64 on CPU, float32 on CUDA)|float32|float64
-  std::string device = "cpu";
+  std::string device = "auto";  // auto (CUDA when visible, else CPU) | cpu | cuda | cuda:N
   int64_t mc_samples = 1;
   double dedup_cosine = 0;
   solvers::BlockProducts block_products = solvers::BlockProducts::kAuto;

@@ -45,7 +45,7 @@ struct TrainOptions {
   std::string out;
   bool overwrite = false;
   std::string dtype = "float32";  // float32 | float64
-  std::string device = "cpu";
+  std::string device = "auto";  // auto (CUDA when visible, else CPU) | cpu | cuda | cuda:N
   bool progress = true;
   // vit-lora: the backbone is first pre-trained (all parameters, AdamW) on the training
   // samples of classes 0 … pretrain_classes−1 with a head of that many classes, unless

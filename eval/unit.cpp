@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "base/numeric.h"
+#include "base/text.h"
 #include "checkpoints/error.h"
 #include "checkpoints/load.h"
 #include "eval/indicator.h"
@@ -14,8 +15,6 @@
 
 namespace fisheval {
 namespace {
-
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 std::vector<double> to_vector(const at::Tensor& t) {
   const auto c = t.to(torch::kCPU, torch::kDouble).contiguous();
@@ -35,6 +34,7 @@ std::string reference_method(const SweepOptions& o) {
 LoadedCheckpoint load_checkpoint(const std::string& path, const std::string& params, c10::Device device,
                                  c10::ScalarType dtype) {
   LoadedCheckpoint out;
+  out.path = path;
   out.model = load_model(path);
   out.model->to(device, dtype);
   out.params = select_parameters(*out.model, params);
@@ -55,8 +55,19 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
   auto targets = batch.targets.is_floating_point() ? batch.targets.to(device, dtype) : batch.targets.to(device);
   const auto loss_name = mvp::resolve_loss_name(o_.loss, ckpt.model->loss_hint(), targets);
   const auto loss = mvp::make_loss(loss_name);
-  mvp::Linearisation lin(*ckpt.model, ckpt.params, inputs, o_.engines);
+  auto engines = o_.engines;
+  if (ckpt.jvp_single) engines.auto_single = *ckpt.jvp_single;
+  mvp::Linearisation lin(*ckpt.model, ckpt.params, inputs, engines);
   loss->check(lin.logits(), targets);
+  if (engines.jvp == mvp::JvpEngine::kAuto && !ckpt.jvp_single) {
+    std::string why;
+    ckpt.jvp_single = lin.probe_jvp_engine(&why);
+    lin.use_single_jvp_engine(*ckpt.jvp_single);
+    if (!why.empty()) {
+      progress_.message(fmt::format("fisheval: note: checkpoint {} ({}): JVPs by double backward: {}", c, ckpt.path,
+                                    why));
+    }
+  }
   solvers::BatchState state(lin, *loss, targets,
                             {o_.mc_samples, batch_seed(o_.seed, b), o_.dedup_cosine, o_.block_products});
   if (!lin.engine_note().empty() && !noted_) {
@@ -85,6 +96,8 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
   v["grad_norm_imbalance"] = {imbalance(state.per_sample_grad_norm())};
   v["logit_grad_norm_imbalance"] = {imbalance(state.logit_grad_norm_sq().sqrt())};
   v["kept_samples"] = {static_cast<double>(state.kept().numel())};
+  v["num_params"] = {static_cast<double>(state.num_params())};
+  u.parameters = describe_parameters(*ckpt.model, ckpt.params);
   if (!std::isfinite(v["loss"][0]) || !std::isfinite(v["grad_norm"][0])) {
     warn(fmt::format("checkpoint {} batch {}: the loss or gradient is not finite (loss {}); the batch's measures are "
                      "recorded as NaN",

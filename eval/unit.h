@@ -4,6 +4,7 @@
 // in one batched Fisher product. Used by the sweep and by `fisheval bench`.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,10 @@ namespace fisheval {
 struct LoadedCheckpoint {
   std::unique_ptr<Model> model;
   std::vector<std::string> params;
+  std::string path;
+  // The engine of single JVPs under --jvp-engine auto, found by a probe on the first
+  // unit of this checkpoint (Linearisation::probe_jvp_engine); unset before.
+  std::optional<mvp::JvpEngine> jvp_single;
 };
 
 // Loads, moves to device/dtype, selects (globs) and marks trainable the parameters;

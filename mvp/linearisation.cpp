@@ -3,8 +3,12 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <torch/csrc/autograd/forward_grad.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <map>
+
+#include "base/text.h"
 #include "checkpoints/error.h"
 #include "mvp/taps.h"
 
@@ -55,18 +59,36 @@ Linearisation::Linearisation(Model& model, std::vector<std::string> params, cons
   taps_ = model_.taps();
 
   // Which selected parameter each tapped layer owns; taps serve per-sample gradients
-  // only when every selected parameter is owned by exactly one tapped layer.
+  // only when every selected parameter is owned by exactly one tapped layer and used
+  // nowhere else (a shared parameter has other uses, which its taps do not see).
+  std::map<std::string, std::string> first_name;  // any name of a shared parameter -> its θ name
+  for (const auto& name : layout_.names()) {
+    for (const auto& alias : model_.aliases(name)) first_name[alias] = name;
+  }
+  const auto index_of = [&](const std::string& name) {
+    const auto it = first_name.find(name);
+    return layout_.index_of(it == first_name.end() ? name : it->second);
+  };
   std::vector<int> owners(layout_.count(), 0);
   const auto& specs = model_.layers();
   for (size_t l = 0; l < specs.size(); ++l) {
     const bool usable = taps_[l].output.defined() && specs[l].groups == 1;
-    const int w = usable ? layout_.index_of(specs[l].weight) : -1;
-    const int b = usable && !specs[l].bias.empty() ? layout_.index_of(specs[l].bias) : -1;
+    const int w = usable ? index_of(specs[l].weight) : -1;
+    const int b = usable && !specs[l].bias.empty() ? index_of(specs[l].bias) : -1;
     coverage_.emplace_back(w, b);
     if (w >= 0) ++owners[w];
     if (b >= 0) ++owners[b];
   }
-  const bool covered = std::all_of(owners.begin(), owners.end(), [](int n) { return n == 1; });
+  std::string uncovered;  // why the taps do not serve, naming the first parameter concerned
+  for (size_t i = 0; i < owners.size() && uncovered.empty(); ++i) {
+    const auto& name = layout_.names()[i];
+    if (!model_.aliases(name).empty()) {
+      uncovered = fmt::format("'{}' is shared with '{}'", name, fmt::join(model_.aliases(name), "', '"));
+    } else if (owners[i] != 1) {
+      uncovered = fmt::format("'{}' is not the weight or bias of a tapped Linear/Conv2d layer", name);
+    }
+  }
+  const bool covered = uncovered.empty();
   engine_ = options.per_sample;
   if (engine_ == PerSampleEngine::kAuto) engine_ = covered ? PerSampleEngine::kTaps : PerSampleEngine::kLoop;
   if (engine_ == PerSampleEngine::kTaps && !covered) {
@@ -74,9 +96,9 @@ Linearisation::Linearisation(Model& model, std::vector<std::string> params, cons
                      "exactly one tapped Linear/Conv2d layer (see scripts/export_checkpoint.py)");
   }
   if (engine_ == PerSampleEngine::kLoop && !covered && options.per_sample == PerSampleEngine::kAuto) {
-    engine_note_ = "per-sample gradients by a per-sample loop (some selected parameters have no layer taps)";
+    engine_note_ = "per-sample gradients by a per-sample loop (" + uncovered + ")";
   }
-  jvp_engine_ = options.jvp == JvpEngine::kAuto ? JvpEngine::kForward : options.jvp;
+  jvp_engine_ = options.jvp == JvpEngine::kAuto ? options.auto_single : options.jvp;
   jvp_auto_ = options.jvp == JvpEngine::kAuto;
   max_output_units_ = options.max_output_units;
   if (jvp_engine_ == JvpEngine::kTaps && !covered) {
@@ -109,8 +131,12 @@ at::Tensor Linearisation::jvp(const at::Tensor& v) {
   if (jvp_engine_ == JvpEngine::kForward) {
     try {
       return jvp_forward(v);
-    } catch (const c10::Error& e) {
-      if (!jvp_auto_) throw Error(fmt::format("forward-mode JVP failed: {}", e.what()));
+    } catch (const std::exception& e) {  // c10::Error, or InputError from the model's forward
+      if (!jvp_auto_) {
+        throw InputError(fmt::format("--jvp-engine forward: forward-mode AD failed on this model ({}); use "
+                                     "--jvp-engine auto or double-backward",
+                                     first_line(e.what())));
+      }
       // Some operation of the model has no forward-mode derivative: fall back for good.
       jvp_engine_ = JvpEngine::kDoubleBackward;
       engine_note_ += (engine_note_.empty() ? "" : "; ") +
@@ -118,6 +144,58 @@ at::Tensor Linearisation::jvp(const at::Tensor& v) {
     }
   }
   return jvp_double_backward(v);
+}
+
+JvpEngine Linearisation::probe_jvp_engine(std::string* why) {
+  // A fixed direction: the probe's outcome does not depend on a global random state.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(20240607);
+  const auto v = at::randn({layout_.size()}, gen, torch::TensorOptions().dtype(torch::kDouble)).to(logits_.options());
+  const double tol = logits_.scalar_type() == torch::kDouble ? 1e-8 : 1e-3;
+  const auto rel_diff = [](const at::Tensor& a, const at::Tensor& b) {
+    return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-30);
+  };
+  at::Tensor reference;
+  std::string reference_failure;
+  try {
+    reference = jvp_double_backward(v);
+  } catch (const std::exception& e) {
+    reference_failure = first_line(e.what());
+  }
+  at::Tensor first;
+  for (int call = 1; call <= 2; ++call) {
+    at::Tensor tangent;
+    try {
+      tangent = jvp_forward(v);
+    } catch (const std::exception& e) {
+      if (!reference.defined()) {
+        throw InputError(fmt::format("no way to take Jacobian-vector products of this model: forward-mode AD fails "
+                                     "({}) and so does double backward ({})",
+                                     first_line(e.what()), reference_failure));
+      }
+      // The cause without the model's "forward failed on inputs ..." preamble.
+      const auto what = first_line(e.what());
+      const auto cause = what.rfind("Error: ");
+      *why = fmt::format("forward-mode AD fails on this model ({})",
+                         cause == std::string::npos ? what : what.substr(what.rfind(' ', cause) + 1));
+      return JvpEngine::kDoubleBackward;
+    }
+    // Against double backward, or (where that has no formula) the first call against the second.
+    const auto& against = reference.defined() ? reference : first;
+    const double err = against.defined() ? rel_diff(tangent, against) : 0.0;
+    if (!(err <= tol) || tangent.norm().item<double>() == 0.0) {
+      if (!reference.defined()) {
+        throw InputError(fmt::format("no reliable way to take Jacobian-vector products of this model: double "
+                                     "backward fails ({}) and forward mode gives different tangents on repeated "
+                                     "calls (relative difference {:.3g})",
+                                     reference_failure, err));
+      }
+      *why = fmt::format("forward-mode tangents differ from double backward on call {} (relative difference {:.3g})",
+                         call, err);
+      return JvpEngine::kDoubleBackward;
+    }
+    first = tangent;
+  }
+  return JvpEngine::kForward;
 }
 
 at::Tensor Linearisation::jvp_forward(const at::Tensor& v) {

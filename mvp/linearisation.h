@@ -36,6 +36,9 @@ struct LinearisationOptions {
   // unit when the taps cover θ and that is affordable (unit_grads_affordable), else
   // forward mode per direction (double backward if the model has no forward-mode rule).
   JvpEngine jvp = JvpEngine::kAuto;
+  // What kAuto uses for a single JVP: forward mode unless the per-checkpoint probe
+  // (probe_jvp_engine) found it failing or wrong for this model.
+  JvpEngine auto_single = JvpEngine::kForward;
   // Most output units per sample (backward passes) for the taps route of jvp_many.
   int64_t max_output_units = 1024;
 };
@@ -98,6 +101,16 @@ class Linearisation {
   // Index of the selected parameter that is layer l's weight / bias, or -1.
   int weight_index(size_t l) const { return coverage_[l].first; }
   int bias_index(size_t l) const { return coverage_[l].second; }
+
+  // Checks forward mode against double backward on one random direction, twice in a row
+  // (forward-mode AD through TorchScript is known to return missing or zero tangents on a
+  // repeated call). Returns kForward when both calls agree with double backward, else
+  // kDoubleBackward with the reason in *why (e.g. an operation without a forward-mode
+  // formula, such as the fused aten::_transformer_encoder_layer_fwd of a frozen
+  // nn.TransformerEncoderLayer in eval mode).
+  JvpEngine probe_jvp_engine(std::string* why);
+  // The engine for single JVPs from now on (kForward or kDoubleBackward).
+  void use_single_jvp_engine(JvpEngine engine) { jvp_engine_ = engine; }
 
   PerSampleEngine per_sample_engine() const { return engine_; }
   JvpEngine jvp_engine() const { return jvp_engine_; }

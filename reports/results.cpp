@@ -135,6 +135,7 @@ const std::vector<MeasureSpec>& result_measures() {
       {"grad_norm_imbalance", S::kBatch, false, "max_n‖∇θl_n‖ / min_n‖∇θl_n‖"},
       {"logit_grad_norm_imbalance", S::kBatch, false, "max_n‖∇z l_n‖ / min_n‖∇z l_n‖"},
       {"kept_samples", S::kBatch, true, "samples kept by the near-duplicate filter (all nonzero when it is off)"},
+      {"num_params", S::kBatch, true, "P, the number of evaluated parameters (scalars; a tied weight counts once)"},
       {"seconds_shared", S::kBatch, false, "seconds of shared per-batch work (forward, gradients, Gram matrices)"},
       {"per_sample_loss", S::kSample, false, "l_n"},
       {"target_prob", S::kSample, false, "p(y_n|x_n) (geometric mean over target tokens; NaN for squared error)"},
@@ -184,6 +185,7 @@ ResultFile empty_result(const RunInfo& info) {
   ResultFile r;
   r.info = info;
   r.checkpoint_status.assign(info.num_checkpoints(), "");
+  r.checkpoint_parameters.assign(info.num_checkpoints(), "");
   r.done.assign(info.num_checkpoints() * info.num_batches(), 0);
   for (const auto& m : result_measures()) {
     if (m.shape == MeasureShape::kCgHistory && info.cg_history_length == 0) continue;
@@ -200,6 +202,7 @@ UnitResult ResultFile::unit(int64_t c, int64_t b) const {
   UnitResult u;
   u.checkpoint = c;
   u.batch = b;
+  u.parameters = checkpoint_parameters[c];
   for (const auto& [name, a] : measures) {
     const int64_t n = info.unit_size(measure_spec(name).shape);
     const int64_t start = (c * info.num_batches() + b) * n;
@@ -219,6 +222,7 @@ void ResultFile::put(const UnitResult& unit) {
     std::copy(it->second.begin(), it->second.end(), a.data.begin() + (unit.checkpoint * info.num_batches() + unit.batch) * n);
   }
   done[unit.checkpoint * info.num_batches() + unit.batch] = 1;
+  if (!unit.parameters.empty()) checkpoint_parameters[unit.checkpoint] = unit.parameters;
 }
 
 void write_result_file(const std::string& path, const ResultFile& r) {
@@ -246,6 +250,9 @@ void write_result_file(const std::string& path, const ResultFile& r) {
     h5::write_array(file, "done", done, true, "1 where the (checkpoint, batch) unit was computed");
     h5::write_strings(file, "checkpoint_status", r.checkpoint_status,
                       "\"ok\", \"failed: <reason>\", or \"\" when the checkpoint was not run in this file");
+    h5::write_strings(file, "checkpoint_parameters", r.checkpoint_parameters,
+                      "the evaluated parameters of each checkpoint as JSON: [{\"name\", \"shape\", \"aliases\" (tied "
+                      "weights)}, ...]; \"\" when the checkpoint was not run in this file");
     h5::write_attr(file, "settings", settings_text(info.settings));
     for (const auto& [k, v] : info.settings) h5::write_attr(file, k, v);
     h5::write_attr(file, "fingerprint", info.fingerprint());
@@ -291,6 +298,11 @@ ResultFile read_result_file_here(const std::string& path) {
     if (static_cast<int64_t>(r.checkpoint_status.size()) != info.num_checkpoints()) {
       throw InputError(fmt::format("'{}': dataset checkpoint_status has {} entries for {} checkpoints", path,
                                    r.checkpoint_status.size(), info.num_checkpoints()));
+    }
+    r.checkpoint_parameters = h5::read_strings(file, "checkpoint_parameters");
+    if (static_cast<int64_t>(r.checkpoint_parameters.size()) != info.num_checkpoints()) {
+      throw InputError(fmt::format("'{}': dataset checkpoint_parameters has {} entries for {} checkpoints", path,
+                                   r.checkpoint_parameters.size(), info.num_checkpoints()));
     }
     if (info.cg_history_length < 0 || info.cg_history_length > (1 << 20)) {
       throw InputError(fmt::format("'{}': attribute cg_history_length is out of range", path));
@@ -428,6 +440,7 @@ ResultStore::ResultStore(std::string out, RunInfo info, std::map<std::string, st
       u.checkpoint = c;
       u.batch = b;
       for (const auto& [mname, a] : result_.measures) u.values[mname] = h5::read_array(file, mname).data;
+      if (file.attrExists("parameters")) u.parameters = h5::read_string_attr(file, "parameters");
       result_.put(u);
       ++imported_;
     } catch (const std::exception&) {
@@ -447,6 +460,7 @@ void ResultStore::put(const UnitResult& unit) {
   write_atomically(path, [&](const std::string& tmp) {
     auto file = h5::create_in_memory(tmp);
     h5::write_attr(file, "fingerprint", result_.info.fingerprint());
+    h5::write_attr(file, "parameters", unit.parameters);
     for (const auto& [name, a] : result_.measures) {
       const auto spec = measure_spec(name);
       h5::Array part{result_.info.unit_shape(spec.shape), unit.values.at(name)};

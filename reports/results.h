@@ -1,4 +1,4 @@
-// HDF5 result files (DESIGN.md "Results"). One schema, data-driven: every measure has
+// HDF5 result files (docs/FORMAT.md). One schema, data-driven: every measure has
 // a name, a shape class and a description (stored as the dataset's `description`).
 //
 // Layout of a result file:
@@ -14,6 +14,9 @@
 //   cg_residual_history   [C, B, D, I]    (when ng-cg ran)
 //   done                  uint8 [C, B]    1 where the unit was computed
 //   checkpoint_status     string [C]      "ok", "failed: <why>", or "" (not run here)
+//   checkpoint_parameters string [C]      the evaluated parameters as JSON: [{"name", "shape",
+//                                         "aliases" (tied weights)}, ...] ("" when not run here)
+//   num_params            [C, B]          P, the number of evaluated scalars (a batch measure)
 // Root attributes: settings (each its own attribute, and all in `settings`), the
 // fingerprint of the configuration, version, command line, device, library versions.
 //
@@ -68,6 +71,7 @@ struct RunInfo {
 struct UnitResult {
   int64_t checkpoint = 0, batch = 0;
   std::map<std::string, std::vector<double>> values;
+  std::string parameters;  // the checkpoint's evaluated parameters (JSON), see checkpoint_parameters
 };
 
 // A result file in memory.
@@ -75,6 +79,7 @@ struct ResultFile {
   RunInfo info;
   std::map<std::string, std::string> metadata;  // root attributes that are not settings
   std::vector<std::string> checkpoint_status;   // [C]
+  std::vector<std::string> checkpoint_parameters;  // [C], JSON
   std::map<std::string, h5::Array> measures;    // [C, B, ...]
   std::vector<uint8_t> done;                    // [C·B]
 

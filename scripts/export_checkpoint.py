@@ -31,6 +31,7 @@ Command line:
     (data.pt: a dict with tensors "inputs" and "targets", as saved by torch.save)
 """
 import argparse
+import copy
 import fnmatch
 import importlib.util
 import json
@@ -163,10 +164,16 @@ def set_trainable(model: nn.Module, trainable: Optional[str]) -> None:
 def export_checkpoint(model: nn.Module, path: str, loss: str = "cross-entropy", trainable: Optional[str] = None,
                       activations: Optional[Dict[str, str]] = None, taps: bool = True,
                       example_inputs: Optional[torch.Tensor] = None) -> torch.jit.ScriptModule:
-    """Writes `model` as a fisheval TorchScript checkpoint and returns the scripted module."""
+    """Writes `model` as a fisheval TorchScript checkpoint and returns the scripted module.
+
+    The caller's model is left as it was (training mode, requires_grad flags, modules):
+    what is exported is a copy."""
     if loss not in ("cross-entropy", "squared-error"):
         raise ValueError("loss must be cross-entropy or squared-error")
-    model = model.eval()
+    # A torch.compile'd model is exported as the module it wraps (TorchScript cannot
+    # compile what Dynamo made; the numbers are the same).
+    model = getattr(model, "_orig_mod", model)
+    model = copy.deepcopy(model).eval()
     set_trainable(model, trainable)
     if taps:
         add_taps(model, activations)

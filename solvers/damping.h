@@ -1,4 +1,4 @@
-// Damping policies (DESIGN.md): λ absolute, or relative to one reference scale shared
+// Damping policies (docs/DEFINITIONS.md): λ absolute, or relative to one reference scale shared
 // by every method of a batch:
 //   per-sample : max_n ‖∇θ l_n‖² (the largest diagonal entry of C = JJᵀ)
 //   sf         : the largest diagonal entry of the sampled Gram matrix ĴĴᵀ

@@ -1,7 +1,9 @@
 // mvp/ products against the float64 oracles of support.cpp, on every fixture model:
 // MLPs (tanh, relu, gelu; both losses), a transformer-like model with sequence outputs
-// and ignored tokens, a CNN, LoRA, a model with untapped parameters. Relative error
-// ≤ 1e-10 in float64.
+// and ignored tokens, a CNN, LoRA, a model with untapped parameters, and the modules
+// PyTorch 2.x users write (MultiheadAttention, TransformerEncoderLayer also frozen on its
+// fused path, scaled_dot_product_attention, tied weights, a torch.compile'd model).
+// Relative error ≤ 1e-10 in float64.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -134,6 +136,15 @@ const std::vector<Case> kCases = {
     {"conv_ce", mvp::PerSampleEngine::kLoop, mvp::JvpEngine::kAuto},
     {"lora_ce", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kAuto},
     {"norm_ce", mvp::PerSampleEngine::kAuto, mvp::JvpEngine::kForward},
+    // Modules PyTorch 2.x users write (tests/fixtures/make_fixtures.py, PYTORCH2_MODELS).
+    {"mha_ce", mvp::PerSampleEngine::kAuto, mvp::JvpEngine::kAuto},
+    {"encoder_ce", mvp::PerSampleEngine::kAuto, mvp::JvpEngine::kAuto},
+    {"encoder_frozen_ce", mvp::PerSampleEngine::kAuto, mvp::JvpEngine::kAuto},
+    {"encoder_frozen_ce", mvp::PerSampleEngine::kAuto, mvp::JvpEngine::kDoubleBackward},
+    {"sdpa_ce", mvp::PerSampleEngine::kAuto, mvp::JvpEngine::kForward},
+    {"sdpa_ce", mvp::PerSampleEngine::kAuto, mvp::JvpEngine::kDoubleBackward},
+    {"tied_lm_ce", mvp::PerSampleEngine::kAuto, mvp::JvpEngine::kAuto},
+    {"compiled_ce", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kForward},
 };
 INSTANTIATE_TEST_SUITE_P(Fixtures, MvpTest, testing::ValuesIn(kCases), case_name);
 

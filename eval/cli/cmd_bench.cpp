@@ -31,7 +31,8 @@ int run_bench(const std::vector<std::string>& args) {
       ("dampings", po::value<int64_t>()->default_value(10), "damping values per method (log grid 1e-6..1, relative)")
       ("repeats", po::value<int64_t>()->default_value(5), "timed repetitions per stage (the median is reported)")
       ("dtype", po::value<std::string>()->default_value("auto"), "auto | float32 | float64")
-      ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N")
+      ("device", po::value<std::string>()->default_value("auto"),
+       "auto (the first CUDA device when one is visible, else the CPU) | cpu | cuda | cuda:N")
       ("threads", po::value<int>()->default_value(0), "CPU threads (0 = LibTorch's default)")
       ("json", po::value<std::string>(), "also write the figures as JSON to this file");
   po::variables_map vm;

@@ -126,14 +126,19 @@ int run_eval(const std::vector<std::string>& args) {
       ("overwrite", po::bool_switch(), "replace an existing OUT (or OUT.parts) of a different configuration")
       ("dtype", po::value<std::string>()->default_value("auto"),
        "auto (float64 on CPU, float32 on CUDA) | float32 | float64; Gram solves are always float64")
-      ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N")
+      ("device", po::value<std::string>()->default_value("auto"),
+       "auto (the first CUDA device when one is visible, else the CPU) | cpu | cuda | cuda:N")
       ("shard", po::value<std::string>()->default_value(""),
        "I/N: compute shard I of N (1-based) into OUT.shard-I-of-N.h5; default from SLURM_ARRAY_TASK_ID/COUNT")
       ("threads", po::value<int>()->default_value(0), "CPU threads for LibTorch (0 = LibTorch's default)")
       ("per-sample-engine", po::value<std::string>()->default_value("auto"),
        "per-sample gradients: auto | taps (layer inputs × output gradients) | loop (one pass per sample)")
       ("jvp-engine", po::value<std::string>()->default_value("auto"),
-       "Jacobian-vector products for the indicator: auto (taps and output-unit gradients when affordable, else forward) | forward (dual tensors, one per direction) | double-backward | taps")
+       "Jacobian-vector products for the indicator: auto (layer taps and output-unit gradients when affordable; "
+       "else forward mode, checked once per checkpoint against double backward and replaced by it, with a note, where "
+       "the model has an operation without a forward-mode formula, e.g. the fused kernel of a frozen "
+       "nn.TransformerEncoderLayer in eval mode) | forward (dual tensors, one pass per direction) | double-backward "
+       "(two backward passes per direction; works for every model) | taps")
       ("block-products", po::value<std::string>()->default_value("auto"),
        "J_z d of the Kronecker/Shampoo directions (layer blocks in a basis): auto (the cheaper by operation count) | "
        "rotated (layer taps rotated into each basis once) | direct (each block back-rotated)")

@@ -39,7 +39,8 @@ int run_train(const std::vector<std::string>& args) {
       ("out", po::value<std::string>(), "output folder (checkpoints, manifest.csv, curve.csv), required")
       ("overwrite", po::bool_switch(), "replace a training run already in OUT")
       ("dtype", po::value<std::string>()->default_value("float32"), "float32 | float64")
-      ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N")
+      ("device", po::value<std::string>()->default_value("auto"),
+       "auto (the first CUDA device when one is visible, else the CPU) | cpu | cuda | cuda:N")
       ("threads", po::value<int>()->default_value(0), "CPU threads for LibTorch (0 = LibTorch's default)")
       ("quiet", po::bool_switch(), "no progress on stderr");
   po::options_description all;

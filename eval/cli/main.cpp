@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "checkpoints/error.h"
+#include "eval/build_info.h"
 #include "eval/cli/cli.h"
 
 namespace fisheval::cli {
@@ -34,7 +35,9 @@ namespace {
 void usage() {
   std::cout << "fisheval " << FISHEVAL_VERSION
             << " — how close are approximate natural-gradient updates to the exact one?\n\n"
-               "usage: fisheval COMMAND [OPTIONS]   (fisheval COMMAND --help for its options)\n\ncommands:\n";
+               "usage: fisheval COMMAND [OPTIONS]   (fisheval COMMAND --help for its options)\n"
+               "       fisheval --version           (versions of fisheval and LibTorch, CUDA, devices, BLAS, threads)\n\n"
+               "commands:\n";
   for (const auto& c : fisheval::cli::commands()) std::cout << fmt::format("  {:<9} {}\n", c.name, c.summary);
 }
 
@@ -51,7 +54,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? cli::kExitBadInput : cli::kExitOk;
   }
   if (std::string(argv[1]) == "--version") {
-    std::cout << "fisheval " << FISHEVAL_VERSION << "\n";
+    for (const auto& [key, value] : build_info()) std::cout << fmt::format("{:<17} {}\n", key, value);
     return cli::kExitOk;
   }
   const std::string name = argv[1];

@@ -1,6 +1,7 @@
 """Shared helpers of the report end-to-end tests: the environment CTest sets, running the
 real fisheval binary, and PNG checks. Not a test itself (CTest runs test_*.py only)."""
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -21,8 +22,11 @@ def require_environment():
 
 
 def work_dir(name):
+    """A fresh folder for one test (what an earlier run left there is removed: a stale result
+    file of an older binary must not stand in for this run's)."""
     path = os.path.join(WORK, name)
-    os.makedirs(path, exist_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
     return path
 
 

@@ -2,7 +2,7 @@
 """End to end: `fisheval eval` on real TorchScript checkpoints made by PyTorch writes an
 HDF5 file that h5py reads, with the values an independent oracle gives.
 
-The oracle is written here in plain PyTorch + NumPy (float64): per-sample gradients by
+The oracle (tests/e2e/oracle.py) is plain PyTorch + NumPy (float64): per-sample gradients by
 a loop of torch.autograd.grad, the logit Jacobian row by row, the loss Hessian by
 torch.autograd.functional.hessian, the Fisher as Σ JᵀHJ, and every direction by a
 direct solve in parameter space (no Woodbury, no fisheval code).
@@ -10,63 +10,12 @@ direct solve in parameter space (no Woodbury, no fisheval code).
 import h5py
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from common import Failures, fixture, run, work_dir
+from oracle import Oracle
 
 DAMPINGS = [0.0, 1e-3, 0.1]
 METHODS = ["sgd", "ef", "ief", "ief-param", "ng-dense", "ng-cg"]
-
-
-def per_sample_loss(z, y, ce):
-    if ce:
-        c = z.shape[-1]
-        return F.cross_entropy(z.reshape(-1, c), y.reshape(-1), reduction="none", ignore_index=-100) \
-            .reshape(z.shape[0], -1).sum(1)
-    return 0.5 * ((z - y) ** 2).reshape(z.shape[0], -1).sum(1)
-
-
-def flat_grad(out, params):
-    grads = torch.autograd.grad(out, params, retain_graph=True, allow_unused=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
-
-
-def oracle(model, x, y, ce):
-    params = [p for p in model.parameters() if p.requires_grad]
-    n = x.shape[0]
-    J = torch.stack([flat_grad(per_sample_loss(model(x[i:i + 1]), y[i:i + 1], ce).sum(), params) for i in range(n)])
-    with torch.no_grad():
-        z = model(x)
-    rows, hess = [], []
-    for i in range(n):
-        zi = model(x[i:i + 1]).reshape(-1)
-        rows.append(torch.stack([flat_grad(zi[k], params) for k in range(zi.numel())]))
-        h = torch.autograd.functional.hessian(
-            lambda t: per_sample_loss(t.reshape(z[i:i + 1].shape), y[i:i + 1], ce).sum(), z[i].reshape(-1))
-        hess.append(h)
-    Fm = sum(r.T @ h @ r for r, h in zip(rows, hess))
-    zg = z.clone().requires_grad_(True)
-    r = torch.autograd.grad(per_sample_loss(zg, y, ce).sum(), zg)[0]
-    s = (r.reshape(n, -1) ** 2).sum(1)
-    return J.numpy(), Fm.numpy(), s.numpy(), per_sample_loss(z, y, ce).numpy(), z
-
-
-def directions(J, Fm, s, lam):
-    g = J.sum(0)
-    P = g.size
-    eye = np.eye(P)
-    C = J @ J.T
-    out = {"sgd": g}
-    out["ef"] = np.linalg.lstsq(J.T @ J + lam * eye, g, rcond=None)[0] if lam > 0 else J.T @ np.linalg.pinv(C) @ np.ones(len(s))
-    out["ief"] = J.T @ (np.linalg.pinv(C + lam * np.eye(len(s))) @ s)
-    out["ief-param"] = (np.linalg.solve(J.T @ np.diag(1 / s) @ J + lam * eye, g) if lam > 0 else out["ief"])
-    out["ng-dense"] = np.linalg.pinv(Fm + lam * eye, rcond=1e-12, hermitian=True) @ g
-    out["ng-cg"] = out["ng-dense"]
-    return g, out
-
-
-def gamma(d, g, Fm):
-    return np.sqrt(max(d @ Fm @ d, 0.0)) / abs(d @ g)
 
 
 def check_fixture(fx, name, batch_size=6, num_batches=2, extra=()):
@@ -93,8 +42,8 @@ def check_fixture(fx, name, batch_size=6, num_batches=2, extra=()):
         fx.check(int(f["done"][:].sum()) == num_batches, f"{name}: done")
         for b in range(num_batches):
             idx = f["batch_samples"][b]
-            J, Fm, s, losses, z = oracle(model, inputs[idx], targets[idx], ce)
-            g = J.sum(0)
+            o = Oracle(model, inputs[idx], targets[idx], ce)
+            J, Fm, s, losses, g = o.J, o.F, o.s, o.losses, o.g
             norms = np.linalg.norm(J, axis=1)
             close = lambda a, e, tol=1e-8: np.allclose(a, e, rtol=tol, atol=1e-12 * max(1.0, np.abs(e).max()))
             fx.check(close(f["loss"][0, b], losses.sum()), f"{name} b{b}: loss")
@@ -103,20 +52,20 @@ def check_fixture(fx, name, batch_size=6, num_batches=2, extra=()):
             fx.check(close(f["per_sample_grad_norm"][0, b], norms), f"{name} b{b}: per-sample norms")
             fx.check(close(f["per_sample_loss"][0, b], losses), f"{name} b{b}: per-sample loss")
             fx.check(close(f["grad_norm_imbalance"][0, b], norms.max() / norms.min()), f"{name} b{b}: imbalance")
-            g_sgd = gamma(g, g, Fm)
+            g_sgd = o.gamma(g)
             fx.check(close(f["gamma_sgd"][0, b], g_sgd), f"{name} b{b}: gamma_sgd")
-            g_ng = gamma(directions(J, Fm, s, 0.0)[1]["ng-dense"], g, Fm)
+            g_ng = o.gamma(o.gram_directions(0.0)["ng-dense"])
             fx.check(close(f["gamma_ng"][0, b], g_ng, 1e-6), f"{name} b{b}: gamma_ng")
             for j, lam in enumerate(DAMPINGS):
-                _, dirs = directions(J, Fm, s, lam)
+                dirs = o.gram_directions(lam)
                 for m, method in enumerate(METHODS):
                     d = dirs[method]
                     tol = 1e-5 if method == "ng-cg" or lam == 0 else 1e-7
                     where = f"{name} b{b} {method} λ={lam}"
-                    fx.check(close(f["gamma"][0, b, m, j], gamma(d, g, Fm), tol),
-                             f"{where}: gamma {f['gamma'][0, b, m, j]} vs {gamma(d, g, Fm)}")
-                    fx.check(close(f["gamma_rel_sgd"][0, b, m, j], gamma(d, g, Fm) / g_sgd, tol), f"{where}: rel sgd")
-                    fx.check(close(f["gamma_rel_ng"][0, b, m, j], gamma(d, g, Fm) / g_ng, 1e-5), f"{where}: rel ng")
+                    fx.check(close(f["gamma"][0, b, m, j], o.gamma(d), tol),
+                             f"{where}: gamma {f['gamma'][0, b, m, j]} vs {o.gamma(d)}")
+                    fx.check(close(f["gamma_rel_sgd"][0, b, m, j], o.gamma(d) / g_sgd, tol), f"{where}: rel sgd")
+                    fx.check(close(f["gamma_rel_ng"][0, b, m, j], o.gamma(d) / g_ng, 1e-5), f"{where}: rel ng")
                     cos = d @ g / (np.linalg.norm(d) * np.linalg.norm(g))
                     fx.check(close(f["cosine_sgd"][0, b, m, j], cos, tol), f"{where}: cosine")
                     if method != "ng-cg" and lam > 0:

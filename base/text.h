@@ -1,0 +1,10 @@
+// Small string helpers shared by every layer.
+#pragma once
+#include <string>
+
+namespace fisheval {
+
+// The first line of a (possibly multi-line) message, e.g. an exception's what().
+inline std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+}  // namespace fisheval

@@ -1,0 +1,16 @@
+// What this fisheval runs on: its version, the LibTorch it was built against, whether
+// CUDA is compiled in and which devices are visible, the BLAS/LAPACK LibTorch uses and
+// its thread count. `fisheval --version` prints it; every result file stores it in
+// root attributes of the same names.
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace fisheval {
+
+// (key, value) pairs in a fixed order: fisheval_version, torch_version, cuda_compiled,
+// cuda_runtime, cuda_devices, blas, lapack, threads.
+std::vector<std::pair<std::string, std::string>> build_info();
+
+}  // namespace fisheval
