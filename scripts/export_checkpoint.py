@@ -36,6 +36,7 @@ import fnmatch
 import importlib.util
 import json
 import sys
+import warnings
 from typing import Dict, List, Optional
 
 import torch
@@ -178,15 +179,20 @@ def export_checkpoint(model: nn.Module, path: str, loss: str = "cross-entropy", 
     if taps:
         add_taps(model, activations)
     model.fisheval_loss = loss  # becomes a TorchScript attribute (str) when scripted
-    try:
-        scripted = torch.jit.script(model)
-    except Exception as exc:  # not scriptable: trace the model without taps
-        if example_inputs is None:
-            raise RuntimeError(f"torch.jit.script failed ({exc}); pass example_inputs to trace instead") from exc
-        print(f"export_checkpoint: scripting failed ({exc.__class__.__name__}); tracing without taps",
-              file=sys.stderr)
-        scripted = torch.jit.trace(model, example_inputs, check_trace=False)
-    torch.jit.save(scripted, path)
+    # PyTorch 2.x marks TorchScript deprecated in favour of torch.export, but torch.export's
+    # programs cannot be differentiated from C++; a TorchScript module run by LibTorch's
+    # autograd is the route to gradients, JVPs and Fisher products, so the warnings are muted.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+        try:
+            scripted = torch.jit.script(model)
+        except Exception as exc:  # not scriptable: trace the model without taps
+            if example_inputs is None:
+                raise RuntimeError(f"torch.jit.script failed ({exc}); pass example_inputs to trace instead") from exc
+            print(f"export_checkpoint: scripting failed ({exc.__class__.__name__}); tracing without taps",
+                  file=sys.stderr)
+            scripted = torch.jit.trace(model, example_inputs, check_trace=False)
+        torch.jit.save(scripted, path)
     return scripted
 
 

@@ -32,10 +32,11 @@ if [ "${1:-}" = "--prepare" ]; then
   (cd "$CARRY" && apt-get download libhdf5-dev libhdf5-103-1 libhdf5-cpp-103-1 libhdf5-hl-100 libhdf5-hl-cpp-100 \
      libsz2 libaec0 libaec-dev libcurl4 libboost-program-options-dev libboost-program-options1.74.0 \
      libboost1.74-dev libgtest-dev googletest zlib1g-dev >/dev/null)
-  # h5py for the interpreters a GPU machine may have (the end-to-end tests read HDF5 with it).
+  # h5py for the interpreters a GPU machine may have (the end-to-end tests read HDF5 with it;
+  # numpy comes with that machine's torch).
   for py in 3.10 3.11 3.12 3.13; do
     .venv/bin/python -m pip download --quiet --only-binary=:all: --no-deps --python-version "$py" \
-      --platform manylinux_2_17_x86_64 -d "$CARRY/wheels" "$(grep -E '^h5py==' requirements.txt | cut -d' ' -f1)" \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d "$CARRY/wheels" h5py \
       || echo "gpu_check: no h5py wheel for Python $py" >&2
   done
   # The fixtures, made here by the pinned PyTorch (tests/fixtures/make_fixtures.py).
@@ -63,8 +64,7 @@ if [ -d "$CARRY" ]; then
 fi
 export LD_LIBRARY_PATH="$DEPS/usr/lib/x86_64-linux-gnu:$DEPS/usr/lib/x86_64-linux-gnu/hdf5/serial${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if ! "$PY" -c "import h5py" 2>/dev/null; then
-  "$PY" -m pip install --quiet --no-index --find-links "$CARRY/wheels" --target "$DEPS/python" h5py numpy \
-    || "$PY" -m pip install --quiet --no-index --find-links "$CARRY/wheels" --target "$DEPS/python" h5py
+  "$PY" -m pip install --quiet --no-index --no-deps --find-links "$CARRY/wheels" --target "$DEPS/python" h5py
   export PYTHONPATH="$DEPS/python${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
