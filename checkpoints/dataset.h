@@ -7,15 +7,21 @@
 #include <string>
 #include <vector>
 
+#include "checkpoints/inputs.h"
+
 namespace fisheval {
 
-// One batch. inputs [N, ...] (floating point, or int64 token ids); targets int64
-// [N] or [N, T] (−100 = ignored token) for classification, floating [N, C...] for
-// squared error.
+// One batch. inputs: one or several named tensors [N, ...] (floating point, or int64
+// token ids and masks); targets int64 [N] or [N, T] (−100 = ignored token) for
+// classification, floating [N, C...] for squared error.
 struct Batch {
-  at::Tensor inputs;
+  Inputs inputs;
   at::Tensor targets;
   std::vector<int64_t> indices;  // sample indices in the dataset
+
+  // On `device`, floating-point inputs and targets in `float_dtype` (token ids, masks and
+  // class targets keep their integer type).
+  Batch to(c10::Device device, c10::ScalarType float_dtype) const;
 };
 
 class Dataset {
@@ -26,8 +32,10 @@ class Dataset {
   virtual Batch get(const std::vector<int64_t>& indices) const = 0;
 };
 
-// HDF5 file with datasets `inputs` [M, ...] and `targets` [M] or [M, T] (int64) or
-// [M, C] (float, squared error). Read whole into memory.
+// HDF5 file with the input datasets — `inputs` [M, ...], or the datasets named in the root
+// attribute `input_names` (e.g. input_ids, attention_mask), passed to the model by name —
+// and `targets` [M] or [M, T] (int64) or [M, C] (float, squared error). Read whole into
+// memory.
 std::unique_ptr<Dataset> load_hdf5_dataset(const std::string& path);
 
 // Opens data by name: "fashion-mnist[:train|:test]" (Debian's dataset-fashion-mnist),

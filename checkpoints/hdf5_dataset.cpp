@@ -1,4 +1,5 @@
-// HDF5 batch files (docs/FORMAT.md): `inputs` [M, ...] and `targets`.
+// HDF5 batch files (docs/FORMAT.md): the input datasets (`inputs`, or those named by the
+// root attribute `input_names`) [M, ...] and `targets`.
 #include <H5Cpp.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -24,7 +25,8 @@ at::ScalarType torch_type(const H5::DataType& t, H5T_class_t cls, const std::str
 
 at::Tensor read_dataset(const H5::H5File& file, const std::string& name, const std::string& path) {
   if (!file.nameExists(name)) {
-    throw InputError(fmt::format("data file '{}' has no dataset '{}' (expected 'inputs' and 'targets')",
+    throw InputError(fmt::format("data file '{}' has no dataset '{}' (expected 'targets' and the inputs: 'inputs', or "
+                                 "the datasets named by the root attribute input_names)",
                                  path, name));
   }
   H5::DataSet ds = file.openDataSet(name);
@@ -52,14 +54,44 @@ at::Tensor read_dataset(const H5::H5File& file, const std::string& name, const s
   return tensor;
 }
 
-// `inputs` and `targets` as they are in the file: HDF5 reads and empty tensors only (no
+// The names of the input datasets: the root attribute `input_names` (comma-separated, in
+// the order of the model's forward), else the one dataset `inputs`.
+std::vector<std::string> input_names(const H5::H5File& file, const std::string& path) {
+  if (!file.attrExists("input_names")) return {Inputs::kSingle};
+  H5::Attribute attr = file.openAttribute("input_names");
+  if (attr.getTypeClass() != H5T_STRING || attr.getSpace().getSimpleExtentNpoints() != 1) {
+    throw InputError(fmt::format("data file '{}': attribute input_names must be one string", path));
+  }
+  std::string text;
+  attr.read(attr.getStrType(), text);
+  std::vector<std::string> names;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    if (end > start) names.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  if (names.empty()) throw InputError(fmt::format("data file '{}': attribute input_names names no dataset", path));
+  return names;
+}
+
+// The inputs and `targets` as they are in the file: HDF5 reads and empty tensors only (no
 // tensor arithmetic, which may start OpenMP threads: unsafe in a forked child).
-std::pair<at::Tensor, at::Tensor> read_inputs_and_targets(const std::string& path) {
+std::pair<Inputs, at::Tensor> read_inputs_and_targets(const std::string& path) {
   try {
     H5::Exception::dontPrint();
     H5::H5File file(path, H5F_ACC_RDONLY);
-    auto inputs = read_dataset(file, "inputs", path);
-    return {inputs, read_dataset(file, "targets", path)};
+    const auto names = input_names(file, path);
+    std::vector<at::Tensor> values;
+    for (const auto& name : names) {
+      values.push_back(read_dataset(file, name, path));
+      if (values.back().dim() < 1 || values.back().size(0) != values[0].size(0)) {
+        throw InputError(fmt::format("data file '{}': input datasets {} must have the same first dimension (number "
+                                     "of samples)",
+                                     path, fmt::join(names, ", ")));
+      }
+    }
+    return {Inputs(names, values), read_dataset(file, "targets", path)};
   } catch (const H5::Exception& e) {
     throw InputError(fmt::format("cannot read data file '{}': {}", path, e.getDetailMsg()));
   }
@@ -70,22 +102,30 @@ class Hdf5Dataset final : public Dataset {
   explicit Hdf5Dataset(const std::string& path) : path_(path) {
     refuse_if_reading_crashes(fmt::format("data file '{}'", path), [&] { (void)read_inputs_and_targets(path); });
     std::tie(inputs_, targets_) = read_inputs_and_targets(path);
-    if (inputs_.dim() < 1 || targets_.dim() < 1 || inputs_.size(0) != targets_.size(0)) {
-      throw InputError(fmt::format("data file '{}': inputs {} and targets {} must have the same first "
+    if (targets_.dim() < 1 || inputs_.batch_size() != targets_.size(0)) {
+      throw InputError(fmt::format("data file '{}': inputs ({}) and targets {} must have the same first "
                                    "dimension (number of samples)",
-                                   path, fmt::join(inputs_.sizes(), "x"), fmt::join(targets_.sizes(), "x")));
+                                   path, inputs_.describe(), fmt::join(targets_.sizes(), "x")));
     }
-    if (inputs_.size(0) == 0) throw InputError(fmt::format("data file '{}' has no samples", path));
-    if (inputs_.is_floating_point() && !torch::isfinite(inputs_).all().item<bool>()) {
-      throw InputError(fmt::format("data file '{}': inputs contain NaN or infinite values", path));
+    if (size() == 0) throw InputError(fmt::format("data file '{}' has no samples", path));
+    for (size_t i = 0; i < inputs_.count(); ++i) {
+      const auto& v = inputs_.values()[i];
+      if (v.is_floating_point() && !torch::isfinite(v).all().item<bool>()) {
+        throw InputError(fmt::format("data file '{}': input '{}' contains NaN or infinite values", path,
+                                     inputs_.names()[i]));
+      }
     }
   }
-  int64_t size() const override { return inputs_.size(0); }
+  int64_t size() const override { return inputs_.batch_size(); }
   std::string description() const override {
     const auto shape = [](const at::Tensor& t) {
       return t.dim() <= 1 ? std::string("scalar") : fmt::format("{}", fmt::join(t.sizes().slice(1), "x"));
     };
-    return fmt::format("{} ({} samples; per sample: inputs {}, targets {})", path_, size(), shape(inputs_),
+    std::vector<std::string> inputs;
+    for (size_t i = 0; i < inputs_.count(); ++i) {
+      inputs.push_back(fmt::format("{} {}", inputs_.names()[i], shape(inputs_.values()[i])));
+    }
+    return fmt::format("{} ({} samples; per sample: {}, targets {})", path_, size(), fmt::join(inputs, ", "),
                        shape(targets_));
   }
   Batch get(const std::vector<int64_t>& indices) const override {
@@ -95,7 +135,8 @@ class Hdf5Dataset final : public Dataset {
 
  private:
   std::string path_;
-  at::Tensor inputs_, targets_;
+  Inputs inputs_;
+  at::Tensor targets_;
 };
 
 }  // namespace

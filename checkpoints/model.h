@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "checkpoints/inputs.h"
+
 namespace fisheval {
 
 enum class LayerKind { kLinear, kConv2d };
@@ -59,7 +61,8 @@ class Model {
   // Whether the checkpoint marks the parameter trainable (requires_grad when saved).
   virtual bool saved_trainable(const std::string& name) const = 0;
 
-  virtual at::Tensor forward(const at::Tensor& inputs) = 0;
+  // The logits for one batch of inputs (one tensor, or several named ones).
+  virtual at::Tensor forward(const Inputs& inputs) = 0;
 
   // Supported layers, and their taps from the last forward (same order; undefined
   // tensors when the model has no taps).

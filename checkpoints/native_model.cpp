@@ -263,7 +263,11 @@ at::Tensor NativeModel::conv2d(size_t l, const at::Tensor& x) {
   return y;
 }
 
-at::Tensor NativeModel::forward(const at::Tensor& inputs) {
+at::Tensor NativeModel::forward(const Inputs& batch) {
+  if (!batch.is_single()) {
+    throw InputError(fmt::format("model {} takes one input tensor, the data has {}", format(), batch.describe()));
+  }
+  const auto& inputs = batch.get();
   const auto& shape = config_.input_shape;
   bool ok = inputs.dim() == static_cast<int64_t>(shape.size()) + 1 && inputs.is_floating_point();
   for (size_t i = 0; ok && i < shape.size(); ++i) ok = inputs.size(static_cast<int64_t>(i) + 1) == shape[i];

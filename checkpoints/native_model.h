@@ -65,7 +65,7 @@ class NativeModel : public Model {
   at::Tensor parameter(const std::string& name) const override;
   void set_parameter(const std::string& name, const at::Tensor& value) override;
   bool saved_trainable(const std::string& name) const override;
-  at::Tensor forward(const at::Tensor& inputs) override;
+  at::Tensor forward(const Inputs& inputs) override;
   const std::vector<LayerSpec>& layers() const override { return layers_; }
   std::vector<LayerTap> taps() const override;
   void to(c10::Device device, c10::ScalarType dtype) override;

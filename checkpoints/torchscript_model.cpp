@@ -1,19 +1,23 @@
-// TorchScript checkpoints.
+// TorchScript checkpoints, scripted or traced (scripts/export_checkpoint.py).
 //
-// Tap convention (applied by scripts/export_checkpoint.py): a supported layer is a
-// submodule with the attributes
-//   fisheval_kind: str            "linear" or "conv2d"
-//   fisheval_activation: str      activation applied to its output by the model
-//   fisheval_input, fisheval_output: Tensor   set by its forward on every call
-//   fisheval_calls: int           incremented by its forward (taps are valid only
-//                                 when a layer ran exactly once in a forward pass)
-//   fisheval_stride, fisheval_padding, fisheval_dilation: List[int], fisheval_groups: int
-//                                 (conv2d only)
-// and parameters `weight` and optional `bias`. The root module may carry
-// fisheval_loss: str ("cross-entropy" or "squared-error").
+// Layer taps come in one of two conventions, named by the export manifest
+// (checkpoints/export_manifest.h; archives without one use the first):
 //
-// Forward-mode AD through TorchScript needs the graph executor's optimisation off
-// (libtorch-notes.md), so loading a TorchScript model switches it off for the process.
+// * attributes (scripted modules): a supported layer is a submodule with the attributes
+//     fisheval_kind: str            "linear" or "conv2d"
+//     fisheval_activation: str      activation applied to its output by the model
+//     fisheval_input, fisheval_output: Tensor   set by its forward on every call
+//     fisheval_calls: int           incremented by its forward (taps are valid only
+//                                   when a layer ran exactly once in a forward pass)
+//     fisheval_stride, fisheval_padding, fisheval_dilation: List[int], fisheval_groups: int
+//                                   (conv2d only)
+//   and parameters `weight` and optional `bias`. The root module may carry
+//   fisheval_loss: str ("cross-entropy" or "squared-error").
+// * outputs (traced modules, e.g. Hugging Face + PEFT): forward returns the tuple
+//   (logits, a_1, o_1, ..., a_L, o_L) of the manifest's L layers' inputs and outputs.
+//
+// Inputs: one tensor "inputs" is passed positionally; several named inputs by name, each
+// checked against forward's arguments.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
@@ -24,6 +28,7 @@
 
 #include "base/text.h"
 #include "checkpoints/error.h"
+#include "checkpoints/export_manifest.h"
 #include "checkpoints/load.h"
 
 namespace fisheval {
@@ -55,8 +60,8 @@ std::vector<int64_t> int_list(const torch::jit::Module& m, const std::string& na
 
 class TorchScriptModel final : public Model {
  public:
-  TorchScriptModel(torch::jit::Module module, std::string path)
-      : module_(std::move(module)), path_(std::move(path)) {
+  TorchScriptModel(torch::jit::Module module, std::string path, ExportManifest manifest)
+      : module_(std::move(module)), path_(std::move(path)), manifest_(std::move(manifest)) {
     module_.eval();
     for (const auto& p : module_.named_parameters(/*recurse=*/true)) check_storage(p.name, p.value);
     for (const auto& b : module_.named_buffers(/*recurse=*/true)) check_storage(b.name, b.value);
@@ -72,7 +77,25 @@ class TorchScriptModel final : public Model {
       names_.push_back(p.name);
       saved_trainable_[p.name] = p.value.requires_grad();
     }
+    if (manifest_.has_trainable) {  // the manifest's list wins over the saved flags (a trace may not keep them)
+      for (auto& [name, on] : saved_trainable_) {
+        on = std::find(manifest_.trainable.begin(), manifest_.trainable.end(), name) != manifest_.trainable.end();
+      }
+    }
+    read_forward_arguments();
+    if (manifest_.taps == "outputs") {
+      layers_ = manifest_.layers;
+      for (const auto& l : layers_) {
+        for (const auto& name : {l.weight, l.bias}) {
+          if (!name.empty() && !has_parameter(name)) {
+            throw InputError(fmt::format("{}: export manifest layer '{}' names '{}', which is no parameter of the model",
+                                         path_, l.name, name));
+          }
+        }
+      }
+    }
     for (const auto& sub : module_.named_modules()) {
+      if (manifest_.taps != "attributes") break;
       if (!sub.value.hasattr("fisheval_kind")) continue;
       LayerSpec spec;
       spec.name = sub.name;
@@ -98,6 +121,7 @@ class TorchScriptModel final : public Model {
       layer_modules_.push_back(sub.value);
     }
     if (module_.hasattr("fisheval_loss")) loss_hint_ = module_.attr("fisheval_loss").toStringRef();
+    if (!manifest_.loss.empty()) loss_hint_ = manifest_.loss;
   }
 
   std::string format() const override { return "torchscript"; }
@@ -123,21 +147,37 @@ class TorchScriptModel final : public Model {
     return it != saved_trainable_.end() && it->second;
   }
 
-  at::Tensor forward(const at::Tensor& inputs) override {
+  at::Tensor forward(const Inputs& inputs) override {
     for (auto& m : layer_modules_) {
       if (m.hasattr("fisheval_calls")) m.setattr("fisheval_calls", 0);
     }
+    output_taps_.clear();
     c10::IValue out;
     try {
-      out = module_.forward({inputs});
+      out = call_forward(inputs);
+    } catch (const InputError&) {
+      throw;
     } catch (const std::exception& e) {  // c10::Error, or the interpreter's JITException
-      throw InputError(fmt::format("{}: the model's forward failed on inputs of shape {} ({}): {}", path_,
-                                   fmt::join(inputs.sizes(), "x"), c10::toString(inputs.scalar_type()),
+      throw InputError(fmt::format("{}: the model's forward failed on inputs {}: {}", path_, inputs.describe(),
                                    reason(e.what())));
     }
+    if (manifest_.taps == "outputs") {
+      const size_t expected = 1 + 2 * layers_.size();
+      if (!out.isTuple() || out.toTupleRef().elements().size() != expected) {
+        throw InputError(fmt::format("{}: forward must return (logits, then the input and output of each of the {} "
+                                     "tapped layers), {} tensors; got {}",
+                                     path_, layers_.size(), expected,
+                                     out.isTuple() ? std::to_string(out.toTupleRef().elements().size()) + " values"
+                                                   : std::string(out.tagKind())));
+      }
+      const auto& items = out.toTupleRef().elements();
+      for (size_t l = 0; l < layers_.size(); ++l) {
+        output_taps_.push_back(LayerTap{items[1 + 2 * l].toTensor(), items[2 + 2 * l].toTensor()});
+      }
+      return items[0].toTensor();
+    }
     if (!out.isTensor()) {
-      throw InputError(fmt::format("{}: forward(inputs) must return one logits tensor, got {}",
-                                   path_, out.tagKind()));
+      throw InputError(fmt::format("{}: forward must return one logits tensor, got {}", path_, out.tagKind()));
     }
     return out.toTensor();
   }
@@ -145,6 +185,7 @@ class TorchScriptModel final : public Model {
   const std::vector<LayerSpec>& layers() const override { return layers_; }
 
   std::vector<LayerTap> taps() const override {
+    if (manifest_.taps == "outputs") return output_taps_.empty() ? std::vector<LayerTap>(layers_.size()) : output_taps_;
     std::vector<LayerTap> out;
     for (const auto& m : layer_modules_) {
       LayerTap tap;
@@ -176,6 +217,47 @@ class TorchScriptModel final : public Model {
   std::string loss_hint() const override { return loss_hint_; }
 
  private:
+
+  bool has_parameter(const std::string& name) const {
+    if (std::find(names_.begin(), names_.end(), name) != names_.end()) return true;
+    for (const auto& [first, others] : aliases_) {
+      if (std::find(others.begin(), others.end(), name) != others.end()) return true;
+    }
+    return false;
+  }
+
+  // forward's arguments after self: their names, and which have no default.
+  void read_forward_arguments() {
+    const auto& schema = module_.get_method("forward").function().getSchema();
+    for (size_t i = 1; i < schema.arguments().size(); ++i) {
+      const auto& arg = schema.arguments()[i];
+      forward_args_.push_back(arg.name());
+      if (!arg.default_value()) required_args_.push_back(arg.name());
+    }
+  }
+
+  // One unnamed input goes first, positionally; named inputs go by name, each an argument
+  // of forward, every argument without a default given.
+  c10::IValue call_forward(const Inputs& inputs) {
+    if (inputs.is_single()) return module_.forward({inputs.get()});
+    torch::jit::Kwargs kwargs;
+    for (size_t i = 0; i < inputs.count(); ++i) {
+      const auto& name = inputs.names()[i];
+      if (std::find(forward_args_.begin(), forward_args_.end(), name) == forward_args_.end()) {
+        throw InputError(fmt::format("{}: the data's input '{}' is no argument of the model's forward({})", path_, name,
+                                     fmt::join(forward_args_, ", ")));
+      }
+      kwargs.emplace(name, inputs.values()[i]);
+    }
+    for (const auto& name : required_args_) {
+      if (!kwargs.count(name)) {
+        throw InputError(fmt::format("{}: the model's forward({}) needs '{}', which the data does not have (its "
+                                     "inputs: {})",
+                                     path_, fmt::join(forward_args_, ", "), name, fmt::join(inputs.names(), ", ")));
+      }
+    }
+    return module_.get_method("forward")(std::vector<c10::IValue>{}, kwargs);
+  }
 
   void set_attribute(const std::string& name, const at::Tensor& value) {
     const auto [owner, leaf] = split_last(name);
@@ -227,6 +309,9 @@ class TorchScriptModel final : public Model {
   std::vector<LayerSpec> layers_;
   std::vector<torch::jit::Module> layer_modules_;
   std::string loss_hint_;
+  ExportManifest manifest_;
+  std::vector<std::string> forward_args_, required_args_;
+  std::vector<LayerTap> output_taps_;  // taps "outputs": from the last forward
 };
 
 // Process-wide LibTorch settings that make a TorchScript model differentiable the ways
@@ -259,16 +344,19 @@ std::unique_ptr<Model> load_torchscript_model(const std::string& path) {
     return InputError(fmt::format("cannot load TorchScript checkpoint '{}': {}", path, what.substr(0, what.find('\n'))));
   };
   torch::jit::Module module;
+  torch::jit::ExtraFilesMap extra{{"fisheval.json", ""}};
   try {
-    module = torch::jit::load(path, torch::kCPU);
+    module = torch::jit::load(path, torch::kCPU, extra);
   } catch (const std::exception& e) {
     throw refuse(e.what());
   }
   if (!module.find_method("forward")) {
     throw InputError(fmt::format("TorchScript checkpoint '{}' has no forward method", path));
   }
+  ExportManifest manifest;
+  if (!extra["fisheval.json"].empty()) manifest = parse_export_manifest(extra["fisheval.json"], path);
   try {  // reads the tap attributes, whose types a malformed archive may get wrong
-    return std::make_unique<TorchScriptModel>(std::move(module), path);
+    return std::make_unique<TorchScriptModel>(std::move(module), path, std::move(manifest));
   } catch (const c10::Error& e) {
     throw refuse(e.what());
   }

@@ -98,8 +98,9 @@ BenchReport run_bench(const BenchOptions& o) {
   const auto dataset = open_dataset(o.data);
   const auto plan = plan_batches(dataset->size(), o.batch_size, 1, BatchSampling::kSequential, 0);
   const auto batch = dataset->get(plan[0]);
-  const auto inputs = batch.inputs.is_floating_point() ? batch.inputs.to(device, dtype) : batch.inputs.to(device);
-  const auto targets = batch.targets.is_floating_point() ? batch.targets.to(device, dtype) : batch.targets.to(device);
+  const auto on_device = batch.to(device, dtype);
+  const auto& inputs = on_device.inputs;
+  const auto& targets = on_device.targets;
   const auto loss = mvp::make_loss(mvp::resolve_loss_name(o.loss, model.loss_hint(), targets));
 
   std::vector<std::string> methods = o.methods;
@@ -170,7 +171,7 @@ BenchReport run_bench(const BenchOptions& o) {
     add(fmt::format("output-unit taps ({} backward passes)", report.outputs),
         measure(R, device, make_lin, [&](Lin& lin) { lin->unit_grads(); }));
   }
-  const auto v = torch::randn({report.params}, inputs.options().dtype(dtype));
+  const auto v = torch::randn({report.params}, torch::TensorOptions().device(device).dtype(dtype));
   add("JVP J_z v, forward mode (one)", measure(R, device, [&] {
         return std::make_unique<mvp::Linearisation>(model, ckpt.params, inputs,
                                                     mvp::LinearisationOptions{mvp::PerSampleEngine::kAuto, mvp::JvpEngine::kForward});
@@ -189,7 +190,7 @@ BenchReport run_bench(const BenchOptions& o) {
         return t;
       }());
   const int64_t K = static_cast<int64_t>(dampings.size());
-  const auto D = torch::randn({K, report.params}, inputs.options().dtype(dtype));
+  const auto D = torch::randn({K, report.params}, torch::TensorOptions().device(device).dtype(dtype));
   add(fmt::format("indicator dᵀFd for {} generic directions", K), measure(R, device, make_lin, [&](Lin& lin) {
         solvers::BatchState state(*lin, *loss, targets, {});
         state.fisher_quad(D);

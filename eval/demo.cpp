@@ -39,7 +39,7 @@ std::vector<std::string> usable_methods(const SweepOptions& s, std::vector<std::
   const auto data = open_dataset(s.data);
   const auto plan = plan_batches(data->size(), s.batch_size, 1, s.sampling, s.seed);
   const auto batch = data->get(plan.front());
-  const auto inputs = batch.inputs.to(torch::kDouble);
+  const auto inputs = batch.inputs.to(torch::kCPU, torch::kDouble);
   const auto loss = mvp::make_loss(mvp::resolve_loss_name(s.loss, model->loss_hint(), batch.targets));
   std::vector<std::string> usable;
   for (const auto& info : solvers::list_methods()) {

@@ -161,14 +161,6 @@ std::unique_ptr<Optimiser> make_optimiser(const OptimiserOptions& options) {
   throw InputError(fmt::format("unknown optimizer '{}' (sgd, adamw, ef, sf, ief)", options.name));
 }
 
-Batch to_device(const Batch& batch, c10::Device device, c10::ScalarType dtype) {
-  Batch out;
-  out.inputs = batch.inputs.is_floating_point() ? batch.inputs.to(device, dtype) : batch.inputs.to(device);
-  out.targets = batch.targets.is_floating_point() ? batch.targets.to(device, dtype) : batch.targets.to(device);
-  out.indices = batch.indices;
-  return out;
-}
-
 Evaluation evaluate_model(Model& model, const Dataset& data, const std::vector<int64_t>& indices, c10::Device device,
                           c10::ScalarType dtype, int64_t chunk) {
   torch::NoGradGuard no_grad;
@@ -177,7 +169,7 @@ Evaluation evaluate_model(Model& model, const Dataset& data, const std::vector<i
   double loss_sum = 0, correct = 0;
   for (size_t start = 0; start < indices.size(); start += static_cast<size_t>(chunk)) {
     const size_t end = std::min(indices.size(), start + static_cast<size_t>(chunk));
-    const auto batch = to_device(data.get({indices.begin() + start, indices.begin() + end}), device, dtype);
+    const auto batch = data.get({indices.begin() + start, indices.begin() + end}).to(device, dtype);
     const auto logits = model.forward(batch.inputs);
     loss_sum += loss_fn->per_sample(logits, batch.targets).sum().item<double>();
     correct += logits.argmax(-1).eq(batch.targets).sum().item<double>();

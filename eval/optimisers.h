@@ -73,7 +73,5 @@ struct Evaluation {
 Evaluation evaluate_model(Model& model, const Dataset& data, const std::vector<int64_t>& indices,
                           c10::Device device, c10::ScalarType dtype, int64_t chunk = 1000);
 
-// A batch moved to a device: floating inputs in `dtype`, integer targets kept.
-Batch to_device(const Batch& batch, c10::Device device, c10::ScalarType dtype);
 
 }  // namespace fisheval

@@ -32,7 +32,7 @@ class ToyModel final : public Model {
   at::Tensor parameter(const std::string& name) const override { return params_[index(name)]; }
   void set_parameter(const std::string& name, const at::Tensor& value) override { params_[index(name)] = value; }
   bool saved_trainable(const std::string&) const override { return true; }
-  at::Tensor forward(const at::Tensor& inputs) override { return params_[0] + params_[1] * inputs; }
+  at::Tensor forward(const Inputs& inputs) override { return params_[0] + params_[1] * inputs.get(); }
   const std::vector<LayerSpec>& layers() const override { return layers_; }
   std::vector<LayerTap> taps() const override { return {}; }
   void to(c10::Device device, c10::ScalarType dtype) override {

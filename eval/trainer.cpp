@@ -102,7 +102,7 @@ std::unique_ptr<NativeModel> pretrained_backbone(const TrainOptions& o, const Da
   int64_t step = 0;
   for (int64_t e = 0; e < o.pretrain_epochs; ++e) {
     for (const auto& idx : epoch_batches(sub, kBatch, o.seed + 7919, e)) {
-      const auto s = opt->step(*model, params, to_device(train.get(idx), device, dtype), o.pretrain_lr, step++);
+      const auto s = opt->step(*model, params, train.get(idx).to(device, dtype), o.pretrain_lr, step++);
       progress.update(step, fmt::format("epoch {}/{} loss {:.4f}", e + 1, o.pretrain_epochs, s.loss));
     }
   }
@@ -304,7 +304,7 @@ TrainSummary train(const TrainOptions& o) {
       const double lr_t = linear ? lr * (1.0 - static_cast<double>(step) / total) : lr;
       StepStats s;
       try {
-        s = optimiser->step(*model, params, to_device(train_data->get(idx), device, dtype), lr_t, step);
+        s = optimiser->step(*model, params, train_data->get(idx).to(device, dtype), lr_t, step);
       } catch (const InputError&) {
         throw;
       } catch (const std::exception& ex) {

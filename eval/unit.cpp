@@ -51,8 +51,9 @@ UnitRunner::UnitRunner(const SweepOptions& o, const RunInfo& info, std::vector<s
 UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Device device, c10::ScalarType dtype, int64_t c,
                int64_t b) {
   const auto t_shared = std::chrono::steady_clock::now();
-  auto inputs = batch.inputs.is_floating_point() ? batch.inputs.to(device, dtype) : batch.inputs.to(device);
-  auto targets = batch.targets.is_floating_point() ? batch.targets.to(device, dtype) : batch.targets.to(device);
+  const auto on_device = batch.to(device, dtype);
+  const auto& inputs = on_device.inputs;
+  const auto& targets = on_device.targets;
   const auto loss_name = mvp::resolve_loss_name(o_.loss, ckpt.model->loss_hint(), targets);
   const auto loss = mvp::make_loss(loss_name);
   auto engines = o_.engines;

@@ -43,7 +43,7 @@ JvpEngine parse_jvp_engine(const std::string& name) {
   throw InputError(fmt::format("unknown JVP engine '{}' (auto, forward, double-backward, taps)", name));
 }
 
-Linearisation::Linearisation(Model& model, std::vector<std::string> params, const at::Tensor& inputs,
+Linearisation::Linearisation(Model& model, std::vector<std::string> params, const Inputs& inputs,
                              LinearisationOptions options)
     : model_(model), layout_(model, std::move(params)), inputs_(inputs) {
   torch::AutoGradMode grad_on(true);

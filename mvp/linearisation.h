@@ -58,7 +58,7 @@ JvpEngine parse_jvp_engine(const std::string& name);               // auto|forwa
 class Linearisation {
  public:
   // The model's selected parameters must already require gradients (set_trainable).
-  Linearisation(Model& model, std::vector<std::string> params, const at::Tensor& inputs,
+  Linearisation(Model& model, std::vector<std::string> params, const Inputs& inputs,
                 LinearisationOptions options = {});
   ~Linearisation();
   Linearisation(const Linearisation&) = delete;
@@ -130,7 +130,7 @@ class Linearisation {
 
   Model& model_;
   ParamLayout layout_;
-  at::Tensor inputs_;
+  Inputs inputs_;
   at::Tensor graph_logits_;  // attached to the graph
   at::Tensor logits_;        // detached
   std::vector<LayerTap> taps_;

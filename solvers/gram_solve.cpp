@@ -6,9 +6,6 @@
 #include "checkpoints/error.h"
 
 namespace fisheval::solvers {
-namespace {
-constexpr double kRcond = 1e-12;
-}
 
 const char* status_name(SolveStatus s) {
   switch (s) {
@@ -29,7 +26,7 @@ SingularPolicy parse_singular_policy(const std::string& name) {
 std::pair<at::Tensor, int64_t> pinv_apply(const at::Tensor& values, const at::Tensor& vectors, const at::Tensor& rhs,
                                           int power) {
   const double top = values.numel() ? values.abs().max().item<double>() : 0.0;
-  const auto keep = values.gt(kRcond * top).logical_and(values.gt(0));
+  const auto keep = values.gt(kPseudoInverseRcond * top).logical_and(values.gt(0));
   const auto inv = torch::where(keep, values.pow(-power), torch::zeros_like(values));
   const auto coef = torch::mv(vectors.t(), rhs) * inv;
   return {torch::mv(vectors, coef), keep.sum().item<int64_t>()};
@@ -57,7 +54,7 @@ GramSolution solve_damped_gram(const at::Tensor& C, const at::Tensor& weights, d
   if (info.item<int64_t>() == 0) {
     const auto d = L.diagonal();
     const double ratio = (d.max() / d.min()).item<double>();
-    if (std::isfinite(ratio) && ratio * ratio < 1.0 / kRcond) {
+    if (std::isfinite(ratio) && ratio * ratio < 1.0 / kPseudoInverseRcond) {
       out.x = at::cholesky_solve(b.unsqueeze(1), L).squeeze(1);
       out.rank = n;
       return out;

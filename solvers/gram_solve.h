@@ -21,6 +21,10 @@ enum class SolveStatus : int8_t {
 };
 const char* status_name(SolveStatus s);
 
+// Eigenvalues at or below kPseudoInverseRcond · σ_max count as zero in every pseudo-inverse
+// (Gram solves, Kronecker factors, Shampoo roots).
+inline constexpr double kPseudoInverseRcond = 1e-12;
+
 enum class SingularPolicy { kPseudoInverse, kError };
 SingularPolicy parse_singular_policy(const std::string& name);  // pinv|error
 

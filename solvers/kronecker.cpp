@@ -9,8 +9,6 @@
 namespace fisheval::solvers::kron {
 namespace {
 
-constexpr double kRcond = 1e-12;
-
 std::vector<int64_t> lead_shape(const at::Tensor& flat) {
   return std::vector<int64_t>(flat.sizes().begin(), flat.sizes().end() - 1);
 }
@@ -25,7 +23,7 @@ std::vector<int64_t> with(std::vector<int64_t> shape, std::initializer_list<int6
 at::Tensor kept_entries(const at::Tensor& D, double lambda) {
   if (lambda > 0) return torch::ones_like(D, torch::kBool);
   const double top = D.numel() ? D.max().item<double>() : 0.0;
-  return D.gt(kRcond * top).logical_and(D.gt(0));
+  return D.gt(kPseudoInverseRcond * top).logical_and(D.gt(0));
 }
 
 void check_damping(double lambda) {

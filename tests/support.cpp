@@ -28,7 +28,7 @@ Fixture load_fixture(const std::string& name, int64_t n, const std::string& glob
   std::vector<int64_t> idx;
   for (int64_t i = 0; i < n; ++i) idx.push_back(i);
   f.batch = data->get(idx);
-  if (f.batch.inputs.is_floating_point()) f.batch.inputs = f.batch.inputs.to(torch::kDouble);
+  f.batch.inputs = f.batch.inputs.to(torch::kCPU, torch::kDouble);
   f.cross_entropy = !f.batch.targets.is_floating_point();
   if (!f.cross_entropy) f.batch.targets = f.batch.targets.to(torch::kDouble);
   return f;
@@ -79,7 +79,7 @@ at::Tensor per_sample_grads(Model& m, const std::vector<std::string>& params, co
   return torch::stack(rows);
 }
 
-at::Tensor logit_jacobian(Model& m, const std::vector<std::string>& params, const at::Tensor& x) {
+at::Tensor logit_jacobian(Model& m, const std::vector<std::string>& params, const Inputs& x) {
   const auto ps = tensors(m, params);
   std::vector<at::Tensor> per_n;
   for (int64_t n = 0; n < x.size(0); ++n) {

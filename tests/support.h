@@ -42,7 +42,7 @@ at::Tensor per_sample_loss(const at::Tensor& z, const at::Tensor& y, bool ce);
 // Per-sample gradients ∇θ l_n [N, P]: a forward and a backward per sample.
 at::Tensor per_sample_grads(Model& m, const std::vector<std::string>& params, const Batch& b, bool ce);
 // ∂z_n/∂θ [N, Z, P]: one backward per sample and output unit.
-at::Tensor logit_jacobian(Model& m, const std::vector<std::string>& params, const at::Tensor& x);
+at::Tensor logit_jacobian(Model& m, const std::vector<std::string>& params, const Inputs& x);
 // ∂²l_n/∂z_n² [N, Z, Z] by double autograd of the loss.
 at::Tensor loss_hessian(const at::Tensor& z, const at::Tensor& y, bool ce);
 // F = Σ_n J_nᵀ H_n J_n [P, P].

@@ -92,7 +92,7 @@ TEST(Hdf5Data, ShapesAndErrors) {
   const auto data = load_hdf5_dataset(fixture("seq_ce.h5"));
   EXPECT_EQ(data->size(), 48);
   const auto b = data->get({3, 1});
-  EXPECT_EQ(b.inputs.sizes(), (std::vector<int64_t>{2, 5}));
+  EXPECT_EQ(b.inputs.get().sizes(), (std::vector<int64_t>{2, 5}));
   EXPECT_EQ(b.targets.scalar_type(), torch::kLong);
   const auto dir = temp_dir("bad-h5");
   {

@@ -62,8 +62,8 @@ TEST(FashionMnist, RealTrainAndTestSplits) {
     std::vector<int64_t> all(count);
     std::iota(all.begin(), all.end(), 0);
     const auto b = data->get(all);
-    EXPECT_EQ(b.inputs.sizes(), (std::vector<int64_t>{count, 1, 28, 28}));
-    EXPECT_EQ(b.inputs.scalar_type(), torch::kFloat);
+    EXPECT_EQ(b.inputs.get().sizes(), (std::vector<int64_t>{count, 1, 28, 28}));
+    EXPECT_EQ(b.inputs.get().scalar_type(), torch::kFloat);
     EXPECT_EQ(b.targets.scalar_type(), torch::kLong);
     EXPECT_EQ(b.targets.min().item<int64_t>(), 0);
     EXPECT_EQ(b.targets.max().item<int64_t>(), 9);
@@ -72,8 +72,8 @@ TEST(FashionMnist, RealTrainAndTestSplits) {
     EXPECT_TRUE(counts.eq(count / 10).all().item<bool>()) << counts;
     if (split == "train") {
       // Standardised with the training set's own mean and std (0.2860, 0.3530).
-      EXPECT_NEAR(b.inputs.mean().item<double>(), 0.0, 2e-3);
-      EXPECT_NEAR(b.inputs.std().item<double>(), 1.0, 2e-3);
+      EXPECT_NEAR(b.inputs.get().mean().item<double>(), 0.0, 2e-3);
+      EXPECT_NEAR(b.inputs.get().std().item<double>(), 1.0, 2e-3);
     }
   }
 }

@@ -88,7 +88,7 @@ TEST(KroneckerSolve, PseudoInverseAtZeroDampingForSingularFactors) {
 
 TEST(KroneckerFactors, InputFactorOfTheFirstLayerIsTheMeanOfAugmentedInputs) {
   KronBatch kb("mlp_tanh_ce", 8);
-  const auto x = kb.f.batch.inputs;
+  const auto x = kb.f.batch.inputs.get();
   const auto xa = torch::cat({x, torch::ones({8, 1}, torch::kDouble)}, 1);
   EXPECT_LT(rel_err(kron::input_factor(kron::augmented_inputs(*kb.state, "test")[0], false),
                     torch::mm(xa.t(), xa) / 8.0),
@@ -97,7 +97,7 @@ TEST(KroneckerFactors, InputFactorOfTheFirstLayerIsTheMeanOfAugmentedInputs) {
 
 TEST(KroneckerFactors, ExpandAveragesTokensReduceAveragesTheirMean) {
   KronBatch kb("seq_linear_mean_mse", 6);
-  const auto x = kb.f.batch.inputs;  // [6, 4, 5], the first layer's input (no bias)
+  const auto x = kb.f.batch.inputs.get();  // [6, 4, 5], the first layer's input (no bias)
   const auto abar = kron::augmented_inputs(*kb.state, "test")[0];
   const auto flat = x.reshape({-1, 5});
   EXPECT_LT(rel_err(kron::input_factor(abar, false), torch::mm(flat.t(), flat) / 24.0), 1e-14);
@@ -123,7 +123,7 @@ TEST(KroneckerFactors, ConvInputFactorIsTheMeanOverPatches) {
   KronBatch kb("conv_ce", 3);
   namespace F = torch::nn::functional;
   // Layer 0: Conv2d(1, 3, 3, padding=1) on the model input.
-  const auto patches = F::unfold(kb.f.batch.inputs, F::UnfoldFuncOptions({3, 3}).padding(1)).transpose(1, 2);
+  const auto patches = F::unfold(kb.f.batch.inputs.get(), F::UnfoldFuncOptions({3, 3}).padding(1)).transpose(1, 2);
   const auto flat = torch::cat({patches.reshape({-1, 9}), torch::ones({patches.size(0) * patches.size(1), 1},
                                                                        torch::kDouble)},
                                1);

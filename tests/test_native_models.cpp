@@ -171,7 +171,7 @@ INSTANTIATE_TEST_SUITE_P(Builtin, NativeModelTest, testing::ValuesIn(all_models(
 
 TEST(NativeModels, MlpForwardIsTheWrittenFormula) {
   auto m = small_model(small_config("mlp", "gelu"));
-  const auto x = small_batch(4).inputs;
+  const auto x = small_batch(4).inputs.get();
   auto h = x.reshape({4, -1});
   h = torch::gelu(torch::matmul(h, m->parameter("fc0.weight").t()) + m->parameter("fc0.bias"));
   h = torch::gelu(torch::matmul(h, m->parameter("fc1.weight").t()) + m->parameter("fc1.bias"));
@@ -193,7 +193,7 @@ TEST(NativeModels, CnnForwardMatchesTorchNnModules) {
     copy_into(params["weight"], m->parameter(name + ".weight"));
     copy_into(params["bias"], m->parameter(name + ".bias"));
   }
-  const auto x = small_batch(4).inputs;
+  const auto x = small_batch(4).inputs.get();
   EXPECT_LT(rel_err(m->forward(x), ref->forward(x)), 1e-13);
 }
 
@@ -208,7 +208,7 @@ TEST(NativeModels, VitLoraForwardMatchesMergedTorchNnReference) {
     if (proj.back() == 'q' || proj.back() == 'v') w = w + scale * torch::mm(p(proj + ".lora_B.weight"), p(proj + ".lora_A.weight"));
     return w;
   };
-  const auto x = small_batch(3).inputs;
+  const auto x = small_batch(3).inputs.get();
   namespace F = torch::nn::functional;
   // Patches by unfold (row-major over the grid, channel-major inside a patch).
   const auto patches = F::unfold(x, F::UnfoldFuncOptions({4, 4}).stride(4)).transpose(1, 2);

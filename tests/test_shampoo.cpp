@@ -151,7 +151,7 @@ TEST(Fishy, OutputLayerAgreesWithFimShampooHiddenLayersAreSampledLocally) {
   EXPECT_GT(rel_err(fishy.index_select(0, blocks[0].idx), fim.index_select(0, blocks[0].idx)), 1e-3);
   // Layer 0 (Linear(6, 5) → sigmoid) from its definition: o = x Wᵀ + b from the parameters,
   // y ~ Bernoulli(σ(o)) drawn with the layer's seed, Ĝ_kn = (σ(o_n) − y_kn) [x_n; 1]ᵀ.
-  const auto x = kb.f.batch.inputs;
+  const auto x = kb.f.batch.inputs.get();
   const auto W = kb.f.model->parameter("0.weight").detach(), bias = kb.f.model->parameter("0.bias").detach();
   const auto o = torch::addmm(bias, x, W.t());
   const auto bs = solvers::local_output_grad_samples("sigmoid", o.unsqueeze(1), K, solvers::layer_seed(seed, 0));

@@ -42,7 +42,7 @@ Batch fashion_batch(int64_t n, int64_t offset = 0) {
   std::vector<int64_t> idx;
   for (int64_t i = offset; i < offset + n; ++i) idx.push_back(i);
   auto b = data->get(idx);
-  b.inputs = b.inputs.to(torch::kDouble);
+  b.inputs = b.inputs.to(torch::kCPU, torch::kDouble);
   return b;
 }
 

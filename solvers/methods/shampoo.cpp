@@ -37,7 +37,6 @@ using kron::Eigen;
 using kron::Statistic;
 
 constexpr int64_t kFullMatrixMax = 2048;
-constexpr double kRcond = 1e-12;
 
 enum class Source { kTrue, kSampled, kLocal };
 
@@ -87,7 +86,7 @@ const std::vector<at::Tensor>& local_output_grads(BatchState& state, const std::
 std::pair<at::Tensor, bool> inverse_power(const at::Tensor& values, double shift, double power) {
   const auto shifted = values + shift;
   const double top = shifted.numel() ? shifted.max().item<double>() : 0.0;
-  const auto keep = shift > 0 ? shifted.gt(0) : shifted.gt(kRcond * top).logical_and(shifted.gt(0));
+  const auto keep = shift > 0 ? shifted.gt(0) : shifted.gt(kPseudoInverseRcond * top).logical_and(shifted.gt(0));
   const auto inv = torch::where(keep, shifted.pow(-power), torch::zeros_like(shifted));
   return {inv, !keep.all().item<bool>()};
 }
