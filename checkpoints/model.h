@@ -72,6 +72,10 @@ class Model {
   // Moves parameters (and buffers) to a device and floating dtype.
   virtual void to(c10::Device device, c10::ScalarType dtype) = 0;
 
+  // Whether the checkpoint was made with layer taps (false: exported without them, or a
+  // model scripted or traced by hand), for true messages when a method needs them.
+  virtual bool exported_with_taps() const { return true; }
+
   // The loss the model was trained with, when the checkpoint records it
   // ("cross-entropy", "squared-error"), else "".
   virtual std::string loss_hint() const { return ""; }

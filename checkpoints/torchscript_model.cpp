@@ -215,6 +215,9 @@ class TorchScriptModel final : public Model {
   }
 
   std::string loss_hint() const override { return loss_hint_; }
+  bool exported_with_taps() const override {
+    return manifest_.version > 0 ? manifest_.taps != "none" : !layers_.empty();
+  }
 
  private:
 

@@ -9,6 +9,8 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <cstdlib>
+
 namespace fisheval {
 namespace {
 
@@ -51,6 +53,7 @@ std::vector<std::pair<std::string, std::string>> build_info() {
       {"blas", blas.empty() ? "unknown" : blas},
       {"lapack", config_value(config, "LAPACK_INFO").empty() ? "unknown" : config_value(config, "LAPACK_INFO")},
       {"threads", fmt::format("{} (inter-op {})", at::get_num_threads(), at::get_num_interop_threads())},
+      {"omp_wait_policy", std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "(unset)"},
   };
 }
 

@@ -10,7 +10,7 @@
 namespace fisheval {
 
 // (key, value) pairs in a fixed order: fisheval_version, torch_version, cuda_compiled,
-// cuda_runtime, cuda_devices, blas, lapack, threads.
+// cuda_runtime, cuda_devices, blas, lapack, threads, omp_wait_policy.
 std::vector<std::pair<std::string, std::string>> build_info();
 
 }  // namespace fisheval

@@ -129,7 +129,9 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
     solvers::Direction dir;
     try {
       dir = method->direction(state, 0.0);
-    } catch (const c10::Error& e) {  // a numerical failure (e.g. an eigensolver that did not converge)
+    } catch (const std::exception& e) {
+      // A numerical failure (an eigensolver that did not converge) or a reference that does
+      // not fit this checkpoint (InputError: too large): γ/γ_ng is NaN, nothing else is lost.
       dir.status = solvers::SolveStatus::kNotConverged;
       dir.residual = kNaN;
       warn(fmt::format("checkpoint {} batch {}: the natural-gradient reference ({}) failed: {}", c, b, ref,
@@ -160,6 +162,14 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
       try {
         dirs.push_back(method.weights_only(state, v["damping_effective"][j]));
         computed.push_back(j);
+      } catch (const InputError& e) {
+        // The method does not apply to this checkpoint (no layer blocks, too large for the
+        // memory budget, ...): its cells stay NaN, the reason is recorded, the others go on.
+        u.method_status[m] = std::string("skipped: ") + first_line(e.what());
+        if (skip_warned_.insert({c, m}).second) {
+          warn(fmt::format("checkpoint {}: method {} skipped: {}", c, method.name(), first_line(e.what())));
+        }
+        break;
       } catch (const c10::Error& e) {
         // A numerical failure of this cell only (an eigensolver or factorisation that
         // did not converge on an ill-conditioned matrix): NaN, solve_status -1, a warning.

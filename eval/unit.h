@@ -5,6 +5,7 @@
 #pragma once
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,7 @@ class UnitRunner {
   Progress& progress_;
   int64_t& warnings_;
   bool noted_ = false;
+  std::set<std::pair<int64_t, int64_t>> skip_warned_;  // (checkpoint, method) skips already reported
 };
 
 }  // namespace fisheval

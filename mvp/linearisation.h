@@ -98,6 +98,7 @@ class Linearisation {
   std::vector<at::Tensor> layer_output_grad_tokens(const at::Tensor& u);
   // The layer's pre-activation output in token form, [N, T, d_out], detached.
   at::Tensor layer_output_tokens(size_t l) const;
+  bool exported_with_taps() const { return model_.exported_with_taps(); }
   // Index of the selected parameter that is layer l's weight / bias, or -1.
   int weight_index(size_t l) const { return coverage_[l].first; }
   int bias_index(size_t l) const { return coverage_[l].second; }

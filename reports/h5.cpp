@@ -160,9 +160,10 @@ Array read_array(const H5::H5File& file, const std::string& name) {
 }
 
 void write_strings(H5::H5File& file, const std::string& name, const std::vector<std::string>& values,
-                   const std::string& description) {
-  const hsize_t n = values.size();
-  H5::DataSpace space(1, &n);
+                   const std::string& description, const std::vector<int64_t>& shape) {
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  if (dims.empty()) dims = {values.size()};
+  H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
   auto ds = file.createDataSet(name, vlen_string(), space);
   std::vector<const char*> ptrs;
   for (const auto& v : values) ptrs.push_back(v.c_str());
@@ -170,11 +171,23 @@ void write_strings(H5::H5File& file, const std::string& name, const std::vector<
   if (!description.empty()) write_attr(ds, "description", description);
 }
 
-std::vector<std::string> read_strings(const H5::H5File& file, const std::string& name) {
+std::vector<std::string> read_strings(const H5::H5File& file, const std::string& name,
+                                      const std::vector<int64_t>& shape) {
   if (!file.nameExists(name)) throw InputError(fmt::format("'{}' has no dataset '{}'", file.getFileName(), name));
   auto ds = file.openDataSet(name);
   auto space = ds.getSpace();
-  const hsize_t n = vector_length(file, name, space);
+  hsize_t n = 0;
+  if (shape.empty()) {
+    n = vector_length(file, name, space);
+  } else {
+    std::vector<hsize_t> dims(std::max(space.getSimpleExtentNdims(), 0));
+    space.getSimpleExtentDims(dims.data());
+    if (std::vector<int64_t>(dims.begin(), dims.end()) != shape) {
+      throw InputError(fmt::format("'{}': dataset '{}' must have shape {}", file.getFileName(), name,
+                                   fmt::join(shape, "x")));
+    }
+    n = space.getSimpleExtentNpoints();
+  }
   std::vector<char*> ptrs(n, nullptr);
   if (n > 0) ds.read(ptrs.data(), vlen_string());
   std::vector<std::string> out;

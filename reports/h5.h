@@ -29,9 +29,12 @@ void write_array(H5::H5File& file, const std::string& name, const Array& a, bool
                  const std::string& description = "");
 Array read_array(const H5::H5File& file, const std::string& name);
 
+// A 1-d string dataset, or with `shape` an n-d one (values row-major).
 void write_strings(H5::H5File& file, const std::string& name, const std::vector<std::string>& values,
-                   const std::string& description = "");
-std::vector<std::string> read_strings(const H5::H5File& file, const std::string& name);
+                   const std::string& description = "", const std::vector<int64_t>& shape = {});
+// A 1-d string dataset, or with `shape` one of exactly that shape (InputError otherwise).
+std::vector<std::string> read_strings(const H5::H5File& file, const std::string& name,
+                                      const std::vector<int64_t>& shape = {});
 
 // The checkpoint axis: a compound dataset with fields path (string) and step (int64).
 void write_checkpoint_axis(H5::H5File& file, const std::vector<std::string>& paths, const std::vector<int64_t>& steps);

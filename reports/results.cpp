@@ -186,6 +186,7 @@ ResultFile empty_result(const RunInfo& info) {
   r.info = info;
   r.checkpoint_status.assign(info.num_checkpoints(), "");
   r.checkpoint_parameters.assign(info.num_checkpoints(), "");
+  r.method_status.assign(info.num_checkpoints() * info.num_methods(), "");
   r.done.assign(info.num_checkpoints() * info.num_batches(), 0);
   for (const auto& m : result_measures()) {
     if (m.shape == MeasureShape::kCgHistory && info.cg_history_length == 0) continue;
@@ -203,6 +204,10 @@ UnitResult ResultFile::unit(int64_t c, int64_t b) const {
   u.checkpoint = c;
   u.batch = b;
   u.parameters = checkpoint_parameters[c];
+  for (int64_t m = 0; m < info.num_methods(); ++m) {
+    const auto& status = method_status[c * info.num_methods() + m];
+    if (!status.empty()) u.method_status[m] = status;
+  }
   for (const auto& [name, a] : measures) {
     const int64_t n = info.unit_size(measure_spec(name).shape);
     const int64_t start = (c * info.num_batches() + b) * n;
@@ -223,6 +228,9 @@ void ResultFile::put(const UnitResult& unit) {
   }
   done[unit.checkpoint * info.num_batches() + unit.batch] = 1;
   if (!unit.parameters.empty()) checkpoint_parameters[unit.checkpoint] = unit.parameters;
+  for (const auto& [m, status] : unit.method_status) {
+    if (m >= 0 && m < info.num_methods()) method_status[unit.checkpoint * info.num_methods() + m] = status;
+  }
 }
 
 void write_result_file(const std::string& path, const ResultFile& r) {
@@ -253,6 +261,10 @@ void write_result_file(const std::string& path, const ResultFile& r) {
     h5::write_strings(file, "checkpoint_parameters", r.checkpoint_parameters,
                       "the evaluated parameters of each checkpoint as JSON: [{\"name\", \"shape\", \"aliases\" (tied "
                       "weights)}, ...]; \"\" when the checkpoint was not run in this file");
+    h5::write_strings(file, "method_status", r.method_status,
+                      "per checkpoint and method: \"\" when it ran, \"skipped: <reason>\" when it does not apply or "
+                      "would not fit (its cells are NaN)",
+                      {info.num_checkpoints(), info.num_methods()});
     h5::write_attr(file, "settings", settings_text(info.settings));
     for (const auto& [k, v] : info.settings) h5::write_attr(file, k, v);
     h5::write_attr(file, "fingerprint", info.fingerprint());
@@ -304,6 +316,7 @@ ResultFile read_result_file_here(const std::string& path) {
       throw InputError(fmt::format("'{}': dataset checkpoint_parameters has {} entries for {} checkpoints", path,
                                    r.checkpoint_parameters.size(), info.num_checkpoints()));
     }
+    r.method_status = h5::read_strings(file, "method_status", {info.num_checkpoints(), info.num_methods()});
     if (info.cg_history_length < 0 || info.cg_history_length > (1 << 20)) {
       throw InputError(fmt::format("'{}': attribute cg_history_length is out of range", path));
     }
@@ -441,6 +454,10 @@ ResultStore::ResultStore(std::string out, RunInfo info, std::map<std::string, st
       u.batch = b;
       for (const auto& [mname, a] : result_.measures) u.values[mname] = h5::read_array(file, mname).data;
       if (file.attrExists("parameters")) u.parameters = h5::read_string_attr(file, "parameters");
+      for (int64_t m = 0; m < info.num_methods(); ++m) {
+        const auto key = fmt::format("method_status_{}", m);
+        if (file.attrExists(key)) u.method_status[m] = h5::read_string_attr(file, key);
+      }
       result_.put(u);
       ++imported_;
     } catch (const std::exception&) {
@@ -461,6 +478,7 @@ void ResultStore::put(const UnitResult& unit) {
     auto file = h5::create_in_memory(tmp);
     h5::write_attr(file, "fingerprint", result_.info.fingerprint());
     h5::write_attr(file, "parameters", unit.parameters);
+    for (const auto& [m, status] : unit.method_status) h5::write_attr(file, fmt::format("method_status_{}", m), status);
     for (const auto& [name, a] : result_.measures) {
       const auto spec = measure_spec(name);
       h5::Array part{result_.info.unit_shape(spec.shape), unit.values.at(name)};

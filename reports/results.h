@@ -17,6 +17,8 @@
 //   checkpoint_parameters string [C]      the evaluated parameters as JSON: [{"name", "shape",
 //                                         "aliases" (tied weights)}, ...] ("" when not run here)
 //   num_params            [C, B]          P, the number of evaluated scalars (a batch measure)
+//   method_status         string [C, M]   "" (ran) or "skipped: <why>" when a method does not apply
+//                                         to a checkpoint or would not fit; its cells are NaN
 // Root attributes: settings (each its own attribute, and all in `settings`), the
 // fingerprint of the configuration, version, command line, device, library versions.
 //
@@ -72,6 +74,7 @@ struct UnitResult {
   int64_t checkpoint = 0, batch = 0;
   std::map<std::string, std::vector<double>> values;
   std::string parameters;  // the checkpoint's evaluated parameters (JSON), see checkpoint_parameters
+  std::map<int64_t, std::string> method_status;  // method index -> "skipped: <why>"
 };
 
 // A result file in memory.
@@ -80,6 +83,7 @@ struct ResultFile {
   std::map<std::string, std::string> metadata;  // root attributes that are not settings
   std::vector<std::string> checkpoint_status;   // [C]
   std::vector<std::string> checkpoint_parameters;  // [C], JSON
+  std::vector<std::string> method_status;          // [C·M]
   std::map<std::string, h5::Array> measures;    // [C, B, ...]
   std::vector<uint8_t> done;                    // [C·B]
 

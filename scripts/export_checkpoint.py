@@ -162,13 +162,114 @@ def set_trainable(model: nn.Module, trainable: Optional[str]) -> None:
         p.requires_grad_(any(fnmatch.fnmatchcase(name, g) for g in globs))
 
 
-def export_checkpoint(model: nn.Module, path: str, loss: str = "cross-entropy", trainable: Optional[str] = None,
-                      activations: Optional[Dict[str, str]] = None, taps: bool = True,
-                      example_inputs: Optional[torch.Tensor] = None) -> torch.jit.ScriptModule:
-    """Writes `model` as a fisheval TorchScript checkpoint and returns the scripted module.
+def _tappable(module: nn.Module) -> Optional[dict]:
+    """The manifest entry's kind and settings for a layer fisheval can tap, else None."""
+    if type(module) is nn.Linear:
+        return {"kind": "linear"}
+    if type(module) is nn.Conv2d and module.padding_mode == "zeros" and not isinstance(module.padding, str):
+        return {"kind": "conv2d", "stride": list(module.stride), "padding": list(module.padding),
+                "dilation": list(module.dilation), "groups": module.groups}
+    return None
 
+
+class _TracedExport(nn.Module):
+    """What is traced: forward(<the input names>) returns (logits, a_1, o_1, ..., a_L, o_L),
+    the logits of `readout(model, inputs)` and the input and output of every tapped layer,
+    recorded by forward hooks (torch.jit.trace keeps no attribute writes, but it keeps
+    outputs). Layers that do not run exactly once are left out."""
+
+    def __init__(self, model: nn.Module, readout, layers: List[tuple]):
+        super().__init__()
+        self.model = model
+        self._readout = readout
+        self._layers = layers          # (qualified name under `model`, module, manifest entry)
+        self.emitted: List[dict] = []  # the manifest's layers, filled by the traced call
+
+    def run(self, inputs: Dict[str, torch.Tensor]):
+        calls = {id(m): [] for _, m, _ in self._layers}
+        hooks = [m.register_forward_hook(lambda mod, args, out, key=id(m): calls[key].append((args[0], out)))
+                 for _, m, _ in self._layers]
+        try:
+            logits = self._readout(self.model, inputs)
+        finally:
+            for h in hooks:
+                h.remove()
+        outputs, self.emitted = [logits], []
+        for name, m, entry in self._layers:
+            if len(calls[id(m)]) == 1:
+                a, o = calls[id(m)][0]
+                outputs += [a, o]
+                self.emitted.append(entry)
+        return tuple(outputs)
+
+
+def _traced_class(input_names: List[str]):
+    """A subclass of _TracedExport whose forward takes the inputs by these names (the traced
+    module keeps them, and fisheval passes the data's datasets by them)."""
+    args = ", ".join(input_names)
+    body = ", ".join(f"{n!r}: {n}" for n in input_names)
+    scope = {}
+    exec(f"def forward(self, {args}):\n    return self.run({{{body}}})\n", scope)  # noqa: S102
+    return type("FishevalTraced", (_TracedExport,), {"forward": scope["forward"]})
+
+
+def _as_named(example_inputs) -> Dict[str, torch.Tensor]:
+    if isinstance(example_inputs, dict):
+        return dict(example_inputs)
+    if isinstance(example_inputs, torch.Tensor):
+        return {"inputs": example_inputs}
+    raise TypeError("inputs: a tensor or a dict of named tensors")
+
+
+def _plain_readout(model, inputs):
+    return model(inputs["inputs"]) if list(inputs) == ["inputs"] else model(**inputs)
+
+
+def trace_with_taps(model: nn.Module, example_inputs, readout=None, taps: bool = True,
+                    activations: Optional[Dict[str, str]] = None):
+    """Traces `model` (eval mode, trainable flags set) with layer taps as outputs; returns the
+    traced module and the manifest's layer list. `readout(model, inputs)` gives the logits
+    (default: model(inputs) or model(**inputs))."""
+    inputs = _as_named(example_inputs)
+    readout = readout or _plain_readout
+    activations = activations or {}
+    layers = []
+    if taps:
+        trainable = {id(p) for p in model.parameters() if p.requires_grad}
+        for name, m in model.named_modules():
+            entry = _tappable(m)
+            owns = any(id(p) in trainable for p in m.parameters(recurse=False))
+            if entry is None or not owns:  # only layers that own evaluated parameters (memory)
+                continue
+            entry.update(name="model." + name, weight=f"model.{name}.weight",
+                         bias=f"model.{name}.bias" if getattr(m, "bias", None) is not None else "",
+                         activation=activations.get(name, "identity"))
+            layers.append((name, m, entry))
+    wrapper = _traced_class(list(inputs))(model, readout, layers)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+        traced = torch.jit.trace(wrapper, tuple(inputs.values()), check_trace=False, strict=False)
+    return traced, list(wrapper.emitted)
+
+
+def export_checkpoint(model: nn.Module, path: str, loss: str = "cross-entropy", trainable: Optional[str] = None,
+                      activations: Optional[Dict[str, str]] = None, taps: bool = True, example_inputs=None,
+                      readout=None, method: str = "auto"):
+    """Writes `model` as a fisheval TorchScript checkpoint and returns the TorchScript module.
+
+    model:      an nn.Module whose forward returns logits, a torch.compile'd one (its module is
+                exported), or a Hugging Face transformers model with or without a PEFT adapter
+                (hf_export.py chooses the read-out, e.g. the first decoder position of T5, and
+                example inputs from the model's configuration).
+    trainable:  globs of the evaluated parameters (requires_grad); None keeps the model's
+                flags (for a PEFT model: its adapter and modules_to_save).
+    method:     "script" (taps as module attributes), "trace" (needs example_inputs: a tensor,
+                or a dict of named tensors; taps as forward outputs), or "auto": scripted when
+                that works, else traced.
     The caller's model is left as it was (training mode, requires_grad flags, modules):
-    what is exported is a copy."""
+    what is exported is a copy. The archive carries the export manifest fisheval.json
+    (docs/FORMAT.md)."""
     if loss not in ("cross-entropy", "squared-error"):
         raise ValueError("loss must be cross-entropy or squared-error")
     # A torch.compile'd model is exported as the module it wraps (TorchScript cannot
@@ -176,35 +277,59 @@ def export_checkpoint(model: nn.Module, path: str, loss: str = "cross-entropy", 
     model = getattr(model, "_orig_mod", model)
     model = copy.deepcopy(model).eval()
     set_trainable(model, trainable)
-    if taps:
-        add_taps(model, activations)
-    model.fisheval_loss = loss  # becomes a TorchScript attribute (str) when scripted
+    import hf_export  # Hugging Face read-outs and example inputs, when the model is one
+    readout, example_inputs, method = hf_export.defaults(model, readout, example_inputs, method)
+    manifest = {"format": "fisheval-torchscript", "version": 1, "loss": loss,
+                "trainable": [n for n, p in model.named_parameters() if p.requires_grad]}
     # PyTorch 2.x marks TorchScript deprecated in favour of torch.export, but torch.export's
     # programs cannot be differentiated from C++; a TorchScript module run by LibTorch's
     # autograd is the route to gradients, JVPs and Fisher products, so the warnings are muted.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
-        try:
-            scripted = torch.jit.script(model)
-        except Exception as exc:  # not scriptable: trace the model without taps
+        module, failure = None, None
+        if method in ("auto", "script") and readout is None:
+            scripted_model = copy.deepcopy(model)
+            if taps:
+                add_taps(scripted_model, activations)
+            scripted_model.fisheval_loss = loss  # a TorchScript attribute (str)
+            try:
+                module = torch.jit.script(scripted_model)
+                manifest.update(inputs=["inputs"], taps="attributes" if taps else "none")
+            except Exception as exc:  # not scriptable
+                if method == "script":
+                    raise
+                failure = exc
+        if module is None:
             if example_inputs is None:
-                raise RuntimeError(f"torch.jit.script failed ({exc}); pass example_inputs to trace instead") from exc
-            print(f"export_checkpoint: scripting failed ({exc.__class__.__name__}); tracing without taps",
-                  file=sys.stderr)
-            scripted = torch.jit.trace(model, example_inputs, check_trace=False)
-        torch.jit.save(scripted, path)
-    return scripted
+                raise RuntimeError(f"torch.jit.script failed ({failure}); pass example_inputs to trace instead")
+            if failure is not None:
+                print(f"export_checkpoint: scripting failed ({failure.__class__.__name__}); traced instead, with "
+                      f"the layer taps as outputs", file=sys.stderr)
+            module, layers = trace_with_taps(model, example_inputs, readout, taps, activations)
+            manifest.update(inputs=list(_as_named(example_inputs)), taps="outputs" if taps else "none", layers=layers,
+                            trainable=["model." + n for n in manifest["trainable"]])
+        if readout is not None:
+            manifest["readout"] = getattr(readout, "name", readout.__name__)
+        torch.jit.save(module, path, _extra_files={"fisheval.json": json.dumps(manifest, indent=1)})
+    return module
 
 
-def export_data(path: str, inputs: torch.Tensor, targets: torch.Tensor) -> None:
-    """Writes an HDF5 batch file with datasets inputs and targets."""
+def export_data(path: str, inputs, targets: torch.Tensor) -> None:
+    """Writes an HDF5 batch file: the inputs (a tensor, written as dataset `inputs`, or a dict
+    of named tensors, each a dataset of its own and listed in the root attribute
+    `input_names`, which fisheval passes to the model's forward by name) and `targets`."""
     import h5py
     import numpy as np
 
-    if inputs.shape[0] != targets.shape[0]:
-        raise ValueError("inputs and targets must have the same number of samples")
+    named = _as_named(inputs)
+    for name, value in named.items():
+        if value.shape[0] != targets.shape[0]:
+            raise ValueError(f"input {name} and targets must have the same number of samples")
     with h5py.File(path, "w") as f:
-        f.create_dataset("inputs", data=inputs.detach().cpu().numpy())
+        for name, value in named.items():
+            f.create_dataset(name, data=value.detach().cpu().numpy())
+        if list(named) != ["inputs"]:
+            f.attrs["input_names"] = ",".join(named)
         t = targets.detach().cpu()
         f.create_dataset("targets", data=t.numpy().astype(np.int64) if not t.is_floating_point() else t.numpy())
 

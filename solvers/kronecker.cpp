@@ -70,12 +70,17 @@ BlockPlan plan_blocks(const mvp::Linearisation& lin, const std::string& method) 
   }
   if (plan.blocks.empty() && !names.empty()) {
     const size_t shown = std::min<size_t>(names.size(), 8);
+    const auto why = lin.exported_with_taps()
+                         ? std::string("they belong to no Linear/Conv2d layer (prompt-tuning embeddings, norms and "
+                                       "free parameters have no layer block)")
+                         : std::string("the checkpoint carries no layer taps; export the model with "
+                                       "scripts/export_checkpoint.py, which taps nn.Linear and nn.Conv2d");
     throw InputError(fmt::format(
-        "{} needs layer taps, but none of the selected parameters is the weight or bias of a tapped Linear/Conv2d "
-        "layer (untapped: {}{}). Export the model with scripts/export_checkpoint.py, which taps nn.Linear and "
-        "nn.Conv2d, or use a method without layer structure (sgd, ef, ief, ief-param, sf, ng-cg, ng-dense)",
+        "{} needs layer taps, but none of the evaluated parameters is the weight or bias of a tapped Linear/Conv2d "
+        "layer (untapped: {}{}): {}. Methods without layer structure (sgd, ef, ief, ief-param, sf, ng-cg, ng-dense) "
+        "run on any checkpoint",
         method, fmt::join(names.begin(), names.begin() + shown, ", "),
-        names.size() > shown ? fmt::format(" and {} more", names.size() - shown) : ""));
+        names.size() > shown ? fmt::format(" and {} more", names.size() - shown) : "", why));
   }
   return plan;
 }

@@ -3,7 +3,10 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 
 #include "checkpoints/error.h"
@@ -45,6 +48,15 @@ void usage() {
 
 int main(int argc, char** argv) {
   using namespace fisheval;
+  // LibTorch's OpenMP threads spin while they wait for work (GNU OpenMP's default, read
+  // when the library loads). On a machine shared with other processes (a loaded laptop,
+  // a cluster node, tests run in parallel) a descheduled spinning thread stalls the others:
+  // a small T5 unit took 88 s instead of 2 s. Unless the user chose a policy, run again
+  // with OMP_WAIT_POLICY=passive set, which the freshly loaded library then reads.
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    ::setenv("OMP_WAIT_POLICY", "passive", 1);
+    ::execv("/proc/self/exe", argv);  // returns only on failure: then go on as we are
+  }
   cli::set_command_line(argc, argv);
   // Past a file-size limit (ulimit -f) a write must fail with EFBIG and a clear message,
   // not kill the process with SIGXFSZ before it can say why.

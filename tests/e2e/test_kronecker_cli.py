@@ -57,12 +57,18 @@ def main():
         assert f.attrs["kfac_approx"] in ("reduce", b"reduce"), f.attrs["kfac_approx"]
         assert np.isfinite(f["gamma_rel_sgd"][()]).all()
 
-    # A checkpoint without taps: the family refuses it with a message naming the parameters.
+    # A checkpoint without taps: the family is skipped with a message naming the parameters and
+    # the cure, recorded in method_status; the other methods of the checkpoint are not lost.
     out = os.path.join(WORK, "notaps.h5")
     proc = run(["eval", "--checkpoints", os.path.join(FX, "mlp_notaps_ce.pt"), "--data",
                 os.path.join(FX, "mlp_notaps_ce.h5"), "--methods", "sgd,kfac", "--damping", "1e-3",
-                "--batch-size", "4", "--out", out, "--overwrite", "--quiet"], expect=2)
+                "--batch-size", "4", "--out", out, "--overwrite", "--quiet"], expect=0)
     assert "kfac needs layer taps" in proc.stderr and "0.weight" in proc.stderr, proc.stderr
+    assert "export_checkpoint.py" in proc.stderr, proc.stderr
+    with h5py.File(out, "r") as f:
+        status = f["method_status"].asstr()[:]
+        assert status.shape == (1, 2) and status[0, 0] == "" and status[0, 1].startswith("skipped: kfac needs"), status
+        assert np.isfinite(f["gamma"][0, :, 0, :]).all() and np.isnan(f["gamma"][0, :, 1, :]).all()
     # ... and every other method still runs on it.
     run(["eval", "--checkpoints", os.path.join(FX, "mlp_notaps_ce.pt"), "--data",
          os.path.join(FX, "mlp_notaps_ce.h5"), "--methods", "sgd,ef,ief,sf", "--damping", "1e-3",
