@@ -9,7 +9,11 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
+
+#include "checkpoints/error.h"
 
 namespace fisheval {
 namespace {
@@ -55,6 +59,23 @@ std::vector<std::pair<std::string, std::string>> build_info() {
       {"threads", fmt::format("{} (inter-op {})", at::get_num_threads(), at::get_num_interop_threads())},
       {"omp_wait_policy", std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "(unset)"},
   };
+}
+
+double device_memory_bytes(const c10::Device& device) {
+  if (device.is_cuda()) return static_cast<double>(at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index())->totalGlobalMem);
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0.0;
+}
+
+double resolve_memory_budget(const std::string& spec, const c10::Device& device) {
+  if (spec == "auto") return 0.8 * device_memory_bytes(device);
+  try {
+    size_t used = 0;
+    const double gib = std::stod(spec, &used);
+    if (used == spec.size() && gib > 0) return gib * 1024.0 * 1024.0 * 1024.0;
+  } catch (const std::exception&) {
+  }
+  throw InputError(fmt::format("--memory-budget '{}': auto or a positive number of GiB", spec));
 }
 
 }  // namespace fisheval

@@ -86,7 +86,8 @@ c10::ScalarType resolve_dtype(const std::string& dtype, const std::string& devic
   throw InputError(fmt::format("unknown --dtype '{}' (auto, float32, float64)", dtype));
 }
 
-SweepSummary run_sweep(const SweepOptions& o) {
+SweepSummary run_sweep(const SweepOptions& options) {
+  SweepOptions o = options;
   if (o.checkpoints.empty()) throw InputError("no checkpoints given (--checkpoints or --series)");
   if (o.methods.empty()) throw InputError("no methods given (--methods)");
   if (o.dampings.empty()) throw InputError("no damping values given (--damping or --damping-grid)");
@@ -96,6 +97,9 @@ SweepSummary run_sweep(const SweepOptions& o) {
   if (o.mc_samples < 1) throw InputError("--mc-samples must be at least 1");
   const auto device = resolve_device(o.device);
   const auto dtype = resolve_dtype(o.dtype, o.device);
+  if (o.max_output_units < 1) throw InputError("--max-output-units must be at least 1");
+  o.method_options.budget = {resolve_memory_budget(o.memory_budget, device), o.max_output_units};
+  o.engines.max_output_units = o.max_output_units;
   std::vector<std::unique_ptr<solvers::UpdateMethod>> methods;
   for (const auto& name : o.methods) methods.push_back(solvers::make_method(name, o.method_options));
   const auto ref = reference_method(o);
@@ -110,6 +114,8 @@ SweepSummary run_sweep(const SweepOptions& o) {
   metadata["device"] = device.str();
   metadata["dtype_resolved"] = dtype == torch::kDouble ? "float64" : "float32";
   metadata["shard"] = fmt::format("{}/{}", o.shard_index + 1, o.shard_count);
+  metadata["memory_budget_gib"] = fmt::format("{:.3g}", o.method_options.budget.memory_bytes / (1024.0 * 1024 * 1024));
+  metadata["max_output_units"] = std::to_string(o.max_output_units);
   metadata["data_description"] = dataset->description();
   ResultStore store(o.out, info, metadata, o.overwrite);
 

@@ -38,6 +38,8 @@ struct SweepOptions {
   std::string ng_reference = "auto";  // auto|none|ng-dense|ng-cg
   solvers::MethodOptions method_options;
   mvp::LinearisationOptions engines;
+  std::string memory_budget = "auto";  // per method and batch: auto (80% of the device's memory) | GiB
+  int64_t max_output_units = 1024;     // backward passes per output unit a method may make
   std::string out;
   bool overwrite = false;
   int64_t shard_index = 0, shard_count = 1;

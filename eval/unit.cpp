@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <numeric>
 
 #include "base/numeric.h"
 #include "base/text.h"
@@ -139,6 +140,8 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
     }
     const bool converged = dir.status != solvers::SolveStatus::kNotConverged;
     v["ng_converged"] = {converged ? 1.0 : 0.0};
+    v["ng_iterations"] = {static_cast<double>(dir.iterations)};
+    v["ng_residual"] = {dir.residual};
     if (converged) {
       gamma_ng = indicator(dir.d, g, state.fisher_quad({dir})[0].item<double>()).gamma;
     } else {
@@ -157,11 +160,19 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
     std::vector<solvers::Direction> dirs;
     std::vector<int64_t> computed;  // dampings whose direction exists
     std::vector<double> seconds(count, 0.0);
-    for (int64_t j = 0; j < count; ++j) {
+    // The directions of the dampings `js`, in one call or one each; false when the method
+    // does not apply to this checkpoint.
+    const auto attempt = [&](const std::vector<int64_t>& js) {
       const auto t0 = std::chrono::steady_clock::now();
       try {
-        dirs.push_back(method.weights_only(state, v["damping_effective"][j]));
-        computed.push_back(j);
+        std::vector<double> lambdas;
+        for (const auto j : js) lambdas.push_back(v["damping_effective"][j]);
+        auto got = js.size() == 1 ? std::vector<solvers::Direction>{method.weights_only(state, lambdas[0])}
+                                  : method.directions(state, lambdas);
+        for (size_t k = 0; k < js.size(); ++k) {
+          dirs.push_back(std::move(got[k]));
+          computed.push_back(js[k]);
+        }
       } catch (const InputError& e) {
         // The method does not apply to this checkpoint (no layer blocks, too large for the
         // memory budget, ...): its cells stay NaN, the reason is recorded, the others go on.
@@ -169,17 +180,36 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
         if (skip_warned_.insert({c, m}).second) {
           warn(fmt::format("checkpoint {}: method {} skipped: {}", c, method.name(), first_line(e.what())));
         }
-        break;
+        return false;
       } catch (const c10::Error& e) {
-        // A numerical failure of this cell only (an eigensolver or factorisation that
+        // A numerical failure of these cells only (an eigensolver or factorisation that
         // did not converge on an ill-conditioned matrix): NaN, solve_status -1, a warning.
         warn(fmt::format("checkpoint {} batch {} method {} damping {:g}: the direction could not be computed "
                          "({}); recorded as NaN",
-                         c, b, method.name(), o_.dampings[j], first_line(e.what())));
+                         c, b, method.name(), o_.dampings[js.front()], first_line(e.what())));
       }
-      seconds[j] = seconds_since(t0);
+      const double each = seconds_since(t0) / static_cast<double>(js.size());
+      for (const auto j : js) seconds[j] = each;
+      return true;
+    };
+    if (method.solves_dampings_together() && count > 1) {
+      std::vector<int64_t> all(count);
+      std::iota(all.begin(), all.end(), 0);
+      attempt(all);
+    } else {
+      for (int64_t j = 0; j < count && attempt({j}); ++j) {
+      }
     }
     if (dirs.empty()) continue;
+    // An iterative solve that stopped at its cap is reported, not only recorded (solve_status 2).
+    for (size_t k = 0; k < dirs.size(); ++k) {
+      if (dirs[k].status == solvers::SolveStatus::kNotConverged && skip_warned_.insert({c, m}).second) {
+        warn(fmt::format("checkpoint {} batch {}: {} did not converge at λ = {:g} within {} iterations (relative "
+                         "residual {:.3g}); its cells have solve_status 2 (raise --cg-max-iter or the damping)",
+                         c, b, method.name(), v["damping_effective"][computed[k]], dirs[k].iterations,
+                         dirs[k].residual));
+      }
+    }
     const auto t_quad = std::chrono::steady_clock::now();
     const auto quads = state.fisher_quad(dirs);
     const double quad_seconds = seconds_since(t_quad) / static_cast<double>(dirs.size());

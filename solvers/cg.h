@@ -26,4 +26,14 @@ struct CgResult {
 CgResult conjugate_gradient(const std::function<at::Tensor(const at::Tensor&)>& apply, const at::Tensor& b,
                             const CgOptions& options);
 
+// (A + σ_i I) x_i = b for every shift σ_i ≥ 0 from one Krylov sequence (multi-shift CG,
+// Jegerlehner 1996): the residuals of all shifted systems are collinear with the base
+// system's (the smallest shift), so one product with A per iteration serves every shift.
+// Each system stops on its own tolerance (its residual ‖b − (A + σ_i I) x_i‖ = |ζ_i| ‖r‖
+// is known without a product); the loop ends when all have converged or at max_iter.
+// Results in the order of `shifts`, each as conjugate_gradient would report it.
+std::vector<CgResult> multi_shift_conjugate_gradient(const std::function<at::Tensor(const at::Tensor&)>& apply,
+                                                     const at::Tensor& b, const std::vector<double>& shifts,
+                                                     const CgOptions& options);
+
 }  // namespace fisheval::solvers

@@ -274,6 +274,23 @@ Seeds seeds_of(BatchState& state, Statistic statistic) {
   throw Error("unknown statistic");
 }
 
+void check_budget(BatchState& state, const BlockPlan& plan, Statistic statistic, const Budget& budget,
+                  const std::string& method) {
+  double factors = 0;
+  for (const auto& b : plan.blocks) factors += 3.0 * 8.0 * (double(b.rows) * b.rows + double(b.cols) * b.cols);
+  require_memory(budget, method, "its Kronecker factors and their eigenvectors", factors);
+  if (statistic != Statistic::kExact) return;
+  auto& lin = state.lin();
+  const auto& z = lin.logits();
+  const int64_t N = z.size(0);
+  // Columns of the Hessian's square root: C per token for cross-entropy, every output for squared error.
+  const int64_t R = state.loss_fn().name() == "cross-entropy" ? z.size(-1) : z.numel() / std::max<int64_t>(N, 1);
+  require_output_units(budget, method, "the exact expectation over the outputs (use kfac, which samples them)", R);
+  double seeds = double(R) * z.numel();
+  for (const auto& b : plan.blocks) seeds += double(R) * lin.layer_output_tokens(b.layer).numel();
+  require_memory(budget, method, "the output gradients of the exact expectation", 8.0 * seeds);
+}
+
 const BlockPlan& plan(BatchState& state, const std::string& method) {
   return state.memo<BlockPlan>("kron/plan", [&] { return plan_blocks(state.lin(), method); });
 }

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "solvers/batch_state.h"
+#include "solvers/budget.h"
 
 namespace fisheval::solvers::kron {
 
@@ -57,6 +58,8 @@ struct BlockPlan {
   std::vector<int> uncovered;  // layout indices of selected parameters owned by no tapped layer
   int64_t uncovered_size = 0;  // their total number of entries
 };
+
+
 
 // The blocks of a batch. Throws InputError naming the untapped parameters when no
 // selected parameter belongs to a tapped layer (a checkpoint without taps): `method`
@@ -115,6 +118,14 @@ std::pair<at::Tensor, bool> diagonal_solve(const at::Tensor& D, const at::Tensor
 
 // Statistics of the output gradients, by the seeds they come from.
 enum class Statistic { kSampled, kExact, kTrue, kTrueOverS };
+
+// Refuses (InputError) a layer-structured method whose factors would not fit the budget:
+// two factors per block (rows² + cols² float64 entries, with their eigenvectors and a
+// working copy), and for the exact statistic its R backward passes (R = the output units of
+// the loss's Hessian square root: C per token for cross-entropy) and their R·N·T·d_out
+// output gradients.
+void check_budget(BatchState& state, const BlockPlan& plan, Statistic statistic, const Budget& budget,
+                  const std::string& method);
 const char* statistic_name(Statistic statistic);
 
 // Seeds u [S, *z] (working dtype) and weights w [S, N] (float64, model device).

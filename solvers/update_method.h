@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "solvers/batch_state.h"
+#include "solvers/budget.h"
 #include "solvers/cg.h"
 #include "solvers/direction.h"
 #include "solvers/gram_solve.h"
@@ -35,6 +36,7 @@ struct MethodOptions {
   int64_t dense_max_params = 20000;  // ng-dense refuses larger P
   bool kfac_reduce = false;        // Kronecker methods: KFAC-reduce instead of KFAC-expand for tokens
   double shampoo_epsilon = 1e-12;  // Shampoo family: ε relative to the largest eigenvalue (plus λ)
+  Budget budget{};                 // memory and output units a method may use per batch
 };
 
 class UpdateMethod {
@@ -50,6 +52,14 @@ class UpdateMethod {
   // (sample-space weights, or layer blocks in a basis; see direction.h) and leave d
   // undefined; the default is direction().
   virtual Direction weights_only(BatchState& state, double damping) { return direction(state, damping); }
+  // Methods that solve every damping value at once (ng-cg: one Krylov sequence for all
+  // shifts) say so and return one direction per damping, in order.
+  virtual bool solves_dampings_together() const { return false; }
+  virtual std::vector<Direction> directions(BatchState& state, const std::vector<double>& dampings) {
+    std::vector<Direction> out;
+    for (double d : dampings) out.push_back(weights_only(state, d));
+    return out;
+  }
 };
 
 struct MethodInfo {

@@ -279,6 +279,39 @@ TEST(ConjugateGradient, MatchesDenseSolvesAndFindsTheMinimumNormSolution) {
   EXPECT_EQ(capped.history.size(), 3u);
 }
 
+TEST(ConjugateGradient, MultiShiftSolvesEveryShiftLikeItsOwnDenseSolve) {
+  // Shifts in any order, 0 on a singular consistent system (the minimum-norm solution), the
+  // others regular; one Krylov sequence for all of them.
+  const auto B = torch::randn({20, 8}, torch::kDouble);
+  const auto A = torch::mm(B, B.t());  // rank 8 of 20
+  const auto b = torch::mv(A, torch::randn({20}, torch::kDouble));
+  const std::vector<double> shifts = {1e-2, 0.0, 1.0, 1e-4, 10.0};
+  int64_t products = 0;
+  const auto apply = [&](const at::Tensor& v) {
+    ++products;
+    return torch::mv(A, v);
+  };
+  const auto results = solvers::multi_shift_conjugate_gradient(apply, b, shifts, {500, 1e-12});
+  ASSERT_EQ(results.size(), shifts.size());
+  for (size_t s = 0; s < shifts.size(); ++s) {
+    const auto expected = shifts[s] > 0
+                              ? at::linalg_solve(A + shifts[s] * torch::eye(20, torch::kDouble), b.unsqueeze(1), true).squeeze(1)
+                              : torch::mv(at::linalg_pinv(A, 1e-12, true), b);
+    EXPECT_TRUE(results[s].converged) << "shift " << shifts[s];
+    EXPECT_LT(rel_err(results[s].x, expected), 1e-8) << "shift " << shifts[s];
+    // The reported residual is the true one of that system.
+    const auto true_res = (b - torch::mv(A, results[s].x) - shifts[s] * results[s].x).norm().item<double>() /
+                          b.norm().item<double>();
+    EXPECT_NEAR(results[s].relative_residual, true_res, 1e-9) << "shift " << shifts[s];
+    EXPECT_EQ(results[s].history.size(), static_cast<size_t>(results[s].iterations + 1));
+  }
+  // Larger shifts converge in no more iterations; all share the products of the slowest.
+  EXPECT_LE(results[4].iterations, results[1].iterations);
+  int64_t most = 0;
+  for (const auto& r : results) most = std::max(most, r.iterations);
+  EXPECT_EQ(products, most);
+}
+
 TEST(NearDuplicateFilter, DropsTheSmallerOfNearParallelRows) {
   auto rows = torch::randn({5, 8}, torch::kDouble);
   rows[3] = 0.5 * rows[1] + 1e-4 * torch::randn({8}, torch::kDouble);  // near-parallel, smaller

@@ -116,6 +116,13 @@ int run_eval(const std::vector<std::string>& args) {
       ("cg-max-iter", po::value<int64_t>()->default_value(100), "ng-cg: iteration cap")
       ("cg-rtol", po::value<double>()->default_value(1e-6), "ng-cg: relative residual tolerance ‖r‖/‖g‖")
       ("dense-max-params", po::value<int64_t>()->default_value(20000), "ng-dense: largest P allowed")
+      ("memory-budget", po::value<std::string>()->default_value("auto"),
+       "memory one method may use on one batch, in GiB: auto (80% of the device's memory: RAM on the CPU, the "
+       "GPU's on CUDA) | a number. A method that would need more is skipped for that checkpoint, its reason in "
+       "the result file's method_status")
+      ("max-output-units", po::value<int64_t>()->default_value(1024),
+       "most backward passes per batch a method may make, one per output unit of a sample: kfac-exact (C classes) "
+       "and ng-dense (all outputs) are skipped above it; also the largest output for the output-unit JVP route")
       ("kfac-approx", po::value<std::string>()->default_value("expand"),
        "Kronecker methods with tokens/pixels: expand (tokens as extra samples) | reduce")
       ("shampoo-epsilon", po::value<double>()->default_value(1e-12),
@@ -186,6 +193,8 @@ int run_eval(const std::vector<std::string>& args) {
     throw InputError("--cg-max-iter must be ≥ 1 and --cg-rtol > 0");
   }
   o.method_options.dense_max_params = vm["dense-max-params"].as<int64_t>();
+  o.memory_budget = vm["memory-budget"].as<std::string>();
+  o.max_output_units = vm["max-output-units"].as<int64_t>();
   const auto kfac = vm["kfac-approx"].as<std::string>();
   if (kfac != "expand" && kfac != "reduce") throw InputError("--kfac-approx must be expand or reduce");
   o.method_options.kfac_reduce = kfac == "reduce";

@@ -75,7 +75,8 @@ class KroneckerMethod final : public UpdateMethod {
         statistic_(statistic),
         kfe_(eigen_corrected),
         reduce_(options.kfac_reduce),
-        policy_(options.singular) {}
+        policy_(options.singular),
+        budget_(options.budget) {}
 
   std::string name() const override { return name_; }
   unsigned needs() const override {
@@ -90,6 +91,7 @@ class KroneckerMethod final : public UpdateMethod {
   // X = (U_Bᵀ G U_A) / (D + λ): no back-rotation is needed to score it.
   Direction weights_only(BatchState& state, double damping) override {
     const auto& plan = kron::plan(state, name_);
+    kron::check_budget(state, plan, statistic_, budget_, name_);
     const auto& layout = state.lin().layout();
     const auto& A = kron::input_factors(state, reduce_, name_);
     const auto& B = output_factors(state, statistic_, reduce_, name_);
@@ -137,6 +139,7 @@ class KroneckerMethod final : public UpdateMethod {
   bool kfe_;
   bool reduce_;
   SingularPolicy policy_;
+  Budget budget_;
 };
 
 }  // namespace

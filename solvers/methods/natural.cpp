@@ -1,7 +1,8 @@
 // The exact natural gradient, the reference every approximation is scored against:
 //   ng-cg     (F + λI)⁻¹ g by linear CG on Fisher-vector products F v = J_zᵀ H J_z v
-//             (one JVP + one VJP per iteration; Hessian-free). From x₀ = 0 at λ = 0 it
-//             converges to the minimum-norm solution F⁺g (g lies in the range of F).
+//             (one JVP + one VJP per iteration; Hessian-free), every damping value from one
+//             Krylov sequence (multi-shift CG). From x₀ = 0 at λ = 0 it converges to the
+//             minimum-norm solution F⁺g (g lies in the range of F).
 //   ng-dense  (F + λI)⁺ g from the dense Fisher, eigen-decomposed once per batch
 //             (small P only: tests and toy problems).
 #include <fmt/format.h>
@@ -20,15 +21,24 @@ class NgCg final : public UpdateMethod {
   std::string name() const override { return "ng-cg"; }
   unsigned needs() const override { return kNeedsGradient | kNeedsFisherProducts; }
 
-  Direction direction(BatchState& state, double damping) override {
+  Direction direction(BatchState& state, double damping) override { return directions(state, {damping}).front(); }
+
+  // Every damping from one Krylov sequence (multi-shift CG): one Fisher-vector product per
+  // iteration for all of them, instead of one per damping and iteration.
+  bool solves_dampings_together() const override { return true; }
+  std::vector<Direction> directions(BatchState& state, const std::vector<double>& dampings) override {
     auto& fisher = state.fisher();
-    const auto apply = [&](const at::Tensor& v) { return fisher.mv(v) + damping * v; };
-    auto result = conjugate_gradient(apply, state.grad(), cg_);
-    Direction out{result.x};
-    out.status = result.converged ? SolveStatus::kExact : SolveStatus::kNotConverged;
-    out.iterations = result.iterations;
-    out.residual = result.relative_residual;
-    out.residual_history = std::move(result.history);
+    auto results = multi_shift_conjugate_gradient([&](const at::Tensor& v) { return fisher.mv(v); }, state.grad(),
+                                                  dampings, cg_);
+    std::vector<Direction> out;
+    for (auto& result : results) {
+      Direction d{result.x};
+      d.status = result.converged ? SolveStatus::kExact : SolveStatus::kNotConverged;
+      d.iterations = result.iterations;
+      d.residual = result.relative_residual;
+      d.residual_history = std::move(result.history);
+      out.push_back(std::move(d));
+    }
     return out;
   }
 
@@ -42,7 +52,7 @@ struct DenseEigen {
 
 class NgDense final : public UpdateMethod {
  public:
-  explicit NgDense(const MethodOptions& options) : max_params_(options.dense_max_params) {}
+  explicit NgDense(const MethodOptions& options) : max_params_(options.dense_max_params), budget_(options.budget) {}
   std::string name() const override { return "ng-dense"; }
   unsigned needs() const override { return kNeedsGradient | kNeedsDenseFisher; }
 
@@ -52,6 +62,12 @@ class NgDense final : public UpdateMethod {
                                    "(use ng-cg)",
                                    state.num_params(), max_params_));
     }
+    // The dense logit Jacobian is made from one backward pass per output unit (Z of them,
+    // all samples at once): seeds [Z, N, Z], rows [Z·N, P]; then F, its eigenvectors, a copy.
+    const auto& z = state.lin().logits();
+    const double N = z.size(0), Z = z.numel() / std::max<int64_t>(z.size(0), 1), P = state.num_params();
+    require_output_units(budget_, name(), "the dense Fisher (use ng-cg)", static_cast<int64_t>(Z));
+    require_memory(budget_, name(), "the dense Fisher and its Jacobian (use ng-cg)", 8.0 * (Z * N * Z + Z * N * P + 3 * P * P));
     const auto& eig = state.memo<DenseEigen>("ng-dense/eigh", [&] {
       const auto F = mvp::dense_fisher(state.fisher()).to(torch::kDouble);
       auto [values, vectors] = at::linalg_eigh(0.5 * (F + F.t()));
@@ -67,6 +83,7 @@ class NgDense final : public UpdateMethod {
 
  private:
   int64_t max_params_;
+  Budget budget_;
 };
 
 }  // namespace

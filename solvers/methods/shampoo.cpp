@@ -100,7 +100,8 @@ class ShampooMethod final : public UpdateMethod {
         source_(source),
         power_(power),
         epsilon_(options.shampoo_epsilon),
-        policy_(options.singular) {
+        policy_(options.singular),
+        budget_(options.budget) {
     if (!(epsilon_ >= 0)) throw InputError(fmt::format("--shampoo-epsilon must be ≥ 0, got {}", epsilon_));
   }
 
@@ -117,6 +118,7 @@ class ShampooMethod final : public UpdateMethod {
   Direction weights_only(BatchState& state, double damping) override {
     if (!(damping >= 0)) throw Error(fmt::format("damping must be ≥ 0, got {}", damping));
     const auto& plan = kron::plan(state, name_);
+    kron::check_budget(state, plan, kron::Statistic::kTrue, budget_, name_);
     const auto& layout = state.lin().layout();
     const auto& st = state.memo<ShampooStatistics>(fmt::format("shampoo/{}", source_name(source_)),
                                                    [&] { return statistics(state); });
@@ -217,6 +219,7 @@ class ShampooMethod final : public UpdateMethod {
   double power_;
   double epsilon_;
   SingularPolicy policy_;
+  Budget budget_;
 };
 
 }  // namespace

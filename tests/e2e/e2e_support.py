@@ -16,6 +16,7 @@ WORK_ROOT = os.environ.get("FISHEVAL_WORK", "/tmp/fisheval-e2e")
 # Root attributes that describe how a file was made rather than what it holds.
 RUN_METADATA = {"command_line", "config", "shard", "merged_from", "device", "torch_version", "fisheval_version",
                 "cuda_compiled", "cuda_runtime", "cuda_devices", "blas", "lapack", "threads", "omp_wait_policy",
+                "memory_budget_gib", "max_output_units",
                 "dtype_resolved", "data_description"}
 
 
