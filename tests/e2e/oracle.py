@@ -30,6 +30,24 @@ def trainable(model):
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
+def take(x, sl):
+    """Samples `sl` of the inputs: a tensor, or a dict of named tensors (Hugging Face models)."""
+    return {k: v[sl] for k, v in x.items()} if isinstance(x, dict) else x[sl]
+
+
+def batch_size(x):
+    return next(iter(x.values())).shape[0] if isinstance(x, dict) else x.shape[0]
+
+
+def splitmix64(seed, batch):
+    """fisheval's seed of the label sampling of batch `batch` (eval/sweep.cpp: batch_seed)."""
+    mask = (1 << 64) - 1
+    z = (seed + 0x9E3779B97F4A7C15 * (batch + 1)) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
 def flat_grad(out, params):
     grads = torch.autograd.grad(out, params, retain_graph=True, allow_unused=True)
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
@@ -43,14 +61,15 @@ class Oracle:
         self.model, self.x, self.y, self.ce = model, x, y, ce
         self.named = trainable(model)
         params = [p for _, p in self.named]
-        n = x.shape[0]
-        self.J = torch.stack([flat_grad(per_sample_loss(model(x[i:i + 1]), y[i:i + 1], ce).sum(), params)
+        self.params = params
+        n = batch_size(x)
+        self.J = torch.stack([flat_grad(per_sample_loss(model(take(x, slice(i, i + 1))), y[i:i + 1], ce).sum(), params)
                               for i in range(n)]).numpy()
         with torch.no_grad():
             z = model(x)
         rows, hess = [], []
         for i in range(n):
-            zi = model(x[i:i + 1]).reshape(-1)
+            zi = model(take(x, slice(i, i + 1))).reshape(-1)
             rows.append(torch.stack([flat_grad(zi[k], params) for k in range(zi.numel())]))
             hess.append(torch.autograd.functional.hessian(
                 lambda t: per_sample_loss(t.reshape(z[i:i + 1].shape), y[i:i + 1], ce).sum(), z[i].reshape(-1)))
@@ -66,6 +85,26 @@ class Oracle:
         for name, p in self.named:
             self.offsets[name] = (start, p.numel())
             start += p.numel()
+
+    def sampled_rows(self, seed, K=1):
+        """Ĵ [K·N, P] (rows k·N + n): ∇θ(−log p(ŷ|z_n)) for labels drawn as fisheval draws them
+        (cross-entropy: torch.multinomial of the float64 CPU softmax, K per token, from a
+        generator seeded with `seed`; mvp/loss.cpp)."""
+        z = self.z.detach().to(torch.float64)
+        C = z.shape[-1]
+        p = torch.softmax(z, -1).reshape(-1, C)
+        labels = torch.multinomial(p, K, replacement=True, generator=torch.Generator().manual_seed(seed))
+        onehot = torch.nn.functional.one_hot(labels.t().contiguous(), C).to(torch.float64)   # [K, rows, C]
+        grads = (p.unsqueeze(0) - onehot).reshape((K,) + tuple(z.shape))
+        mask = (self.y != -100).to(torch.float64).unsqueeze(-1)
+        grads = grads * mask
+        n = batch_size(self.x)
+        rows = []
+        for k in range(K):
+            for i in range(n):
+                zi = self.model(take(self.x, slice(i, i + 1)))
+                rows.append(flat_grad((zi * grads[k, i:i + 1].to(zi.dtype)).sum(), self.params))
+        return torch.stack(rows).numpy()
 
     def gamma(self, d):
         return np.sqrt(max(d @ self.F @ d, 0.0)) / abs(d @ self.g)
@@ -83,6 +122,9 @@ class Oracle:
         out["ief-param"] = np.linalg.solve(J.T @ np.diag(1 / s) @ J + lam * eye, g) if lam > 0 else out["ief"]
         out["ng-dense"] = np.linalg.pinv(self.F + lam * eye, rcond=1e-12, hermitian=True) @ g
         out["ng-cg"] = out["ng-dense"]
+        if getattr(self, "Jhat", None) is not None and lam > 0:
+            K = self.Jhat.shape[0] // len(s)
+            out["sf"] = np.linalg.solve(self.Jhat.T @ self.Jhat / K + lam * eye, g)
         return out
 
     # --- the Kronecker and Shampoo families (docs/METHODS.md) --------------------------------
@@ -151,7 +193,7 @@ class Oracle:
         finally:
             for h in handles:
                 h.remove()
-        n = x.shape[0]
+        n = batch_size(x)
         zd = z.detach().clone().requires_grad_(True)
         r = torch.autograd.grad(per_sample_loss(zd, y, ce).sum(), zd)[0]            # ∇_z l
         outs = [taps[id(mod)][0][1] for mod, _, _ in layers]
