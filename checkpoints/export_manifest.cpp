@@ -80,6 +80,10 @@ ExportManifest parse_export_manifest(const std::string& text, const std::string&
     m.has_trainable = static_cast<bool>(tree.get_child_optional("trainable"));
     m.trainable = strings(tree, "trainable");
     m.readout = tree.get<std::string>("readout", "");
+    m.dtype = tree.get<std::string>("dtype", "");
+    if (!m.dtype.empty() && m.dtype != "float32" && m.dtype != "float64") {
+      throw InputError(fmt::format("{}: export manifest dtype '{}' (float32 or float64)", where, m.dtype));
+    }
   } catch (const pt::ptree_error& e) {
     throw InputError(fmt::format("{}: malformed export manifest fisheval.json: {}", where, e.what()));
   }

@@ -10,7 +10,8 @@
 //    "layers": [{"name": "encoder.q.lora_A", "kind": "linear", "weight": "encoder.q.lora_A.weight",
 //                "bias": "", "activation": "identity"}, ...],
 //    "trainable": ["encoder.q.lora_A.weight", ...], the evaluated parameters by default
-//    "readout": "t5-first-token"}                   what the logits are (documentation)
+//    "readout": "t5-first-token",                   what the logits are (documentation)
+//    "dtype": "float32"}                            traced exports: the only dtype they run in
 //
 // taps "outputs": forward returns (logits, a_1, o_1, ..., a_L, o_L), the input and output of
 // each listed layer in the forward pass; "attributes": the layers are submodules carrying
@@ -32,6 +33,7 @@ struct ExportManifest {
   std::vector<std::string> trainable;
   bool has_trainable = false;
   std::string readout;
+  std::string dtype;  // "" (any), "float32" or "float64"
 };
 
 // Parses the manifest's text; InputError naming `where` for anything malformed.

@@ -201,6 +201,13 @@ class TorchScriptModel final : public Model {
   }
 
   void to(c10::Device device, c10::ScalarType dtype) override {
+    const std::string wanted = dtype == at::kDouble ? "float64" : dtype == at::kFloat ? "float32" : "other";
+    if (!manifest_.dtype.empty() && manifest_.dtype != wanted) {
+      throw InputError(fmt::format("{} was traced in {} and runs in that dtype only (the trace keeps casts to it): "
+                                   "evaluate it with --dtype {}, or export it in {} (peft_series.py --dtype, or the "
+                                   "model's dtype when calling export_checkpoint)",
+                                   path_, manifest_.dtype, manifest_.dtype, wanted));
+    }
     // Only floating-point parameters and buffers change dtype; a shared parameter is
     // converted once and set under all its names (it stays one parameter).
     for (const auto& name : names_) {

@@ -422,6 +422,23 @@ std::string report_html(const ReportInput& in) {
   }
   h << "</table></div>\n";
 
+  // Methods that did not apply to a checkpoint (method_status), with the recorded reason.
+  std::string skipped;
+  for (int64_t c = 0; c < r.info.num_checkpoints(); ++c) {
+    for (int64_t m = 0; m < r.info.num_methods(); ++m) {
+      const auto& why = r.method_status[c * r.info.num_methods() + m];
+      if (why.empty()) continue;
+      skipped += fmt::format("<tr><td>{}</td><td class=\"name\">{}</td><td class=\"name\">{}</td></tr>\n",
+                             r.info.checkpoint_steps[c], html_escape(r.info.methods[m]), html_escape(why));
+    }
+  }
+  if (!skipped.empty()) {
+    h << "<h2>Methods skipped</h2>\n<p>These methods did not apply to a checkpoint, or would not fit the memory "
+         "budget; their cells are NaN and the figures leave them out.</p>\n<div class=\"scroll\"><table "
+         "class=\"skipped\">\n<tr><th>step</th><th class=\"name\">method</th><th class=\"name\">reason</th></tr>\n"
+      << skipped << "</table></div>\n";
+  }
+
   h << "<h2>Time per method</h2>\n<p>Wall-clock seconds for each direction and its indicator (<code>seconds</code>), "
        "summed over the finished units; an undamped method (sgd) is computed once per unit. Shared per-batch work "
        "(forward pass, gradients, Gram matrices): "

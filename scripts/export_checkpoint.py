@@ -306,8 +306,11 @@ def export_checkpoint(model: nn.Module, path: str, loss: str = "cross-entropy", 
                 print(f"export_checkpoint: scripting failed ({failure.__class__.__name__}); traced instead, with "
                       f"the layer taps as outputs", file=sys.stderr)
             module, layers = trace_with_taps(model, example_inputs, readout, taps, activations)
+            # A trace may keep the dtype it ran in (casts to a recorded dtype, as PEFT's LoRA
+            # layers do): fisheval evaluates it in that dtype only.
+            dtype = {torch.float32: "float32", torch.float64: "float64"}.get(next(model.parameters()).dtype)
             manifest.update(inputs=list(_as_named(example_inputs)), taps="outputs" if taps else "none", layers=layers,
-                            trainable=["model." + n for n in manifest["trainable"]])
+                            trainable=["model." + n for n in manifest["trainable"]], dtype=dtype)
         if readout is not None:
             manifest["readout"] = getattr(readout, "name", readout.__name__)
         torch.jit.save(module, path, _extra_files={"fisheval.json": json.dumps(manifest, indent=1)})

@@ -50,6 +50,19 @@ def load_base(spec: str, dtype: torch.dtype):
     return model.eval()
 
 
+def load_adapter(base, folder):
+    """The base model with the adapter of `folder`, its parameters (and modules_to_save) trainable."""
+    from peft import PeftConfig, PeftModel
+
+    if PeftConfig.from_pretrained(folder).is_prompt_learning:
+        # PEFT loads prompt-learning adapters frozen only; their parameters are the prompt encoder's.
+        model = PeftModel.from_pretrained(base, folder)
+        for p in model.prompt_encoder.parameters():
+            p.requires_grad_(True)
+        return model
+    return PeftModel.from_pretrained(base, folder, is_trainable=True)
+
+
 def step_of(folder: str) -> int:
     numbers = re.findall(r"\d+", os.path.basename(os.path.normpath(folder)))
     if not numbers:
@@ -57,9 +70,7 @@ def step_of(folder: str) -> int:
     return int(numbers[-1])
 
 
-def write_series(base_spec, adapters, out, steps=None, readout="auto", dtype=torch.float32):
-    from peft import PeftModel
-
+def write_series(base_spec, adapters, out, steps=None, readout="auto", dtype=torch.float64):
     if steps is None:
         steps = [step_of(a) for a in adapters]
     if len(steps) != len(adapters):
@@ -72,7 +83,7 @@ def write_series(base_spec, adapters, out, steps=None, readout="auto", dtype=tor
         if not os.path.isfile(os.path.join(adapter, "adapter_config.json")):
             raise SystemExit(f"peft_series: {adapter} has no adapter_config.json (not a PEFT adapter folder)")
         # A fresh base model per adapter: PEFT modifies the model it wraps.
-        model = PeftModel.from_pretrained(load_base(base_spec, dtype), adapter, is_trainable=True).to(dtype).eval()
+        model = load_adapter(load_base(base_spec, dtype), adapter).to(dtype).eval()
         name = f"ckpt_step{step}.pt"
         ex.export_checkpoint(model, os.path.join(out, name), readout=chosen)
         rows.append(f"{name},{step},{os.path.abspath(adapter)}")
@@ -90,7 +101,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", help="comma-separated steps, one per adapter (default: from the folder names)")
     ap.add_argument("--readout", default="auto", choices=["auto", "t5-first-token", "logits", "token-logits"],
                     help="which logits are scored (auto: t5-first-token for encoder-decoder models, else logits)")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="dtype of the exported weights")
+    ap.add_argument("--dtype", default="float64", choices=["float32", "float64"],
+                    help="dtype of the exported model; a traced model runs in it only, so choose the one fisheval "
+                         "evaluates in (--dtype auto: float64 on the CPU, float32 on CUDA)")
     args = ap.parse_args(argv)
     steps = [int(s) for s in args.steps.split(",")] if args.steps else None
     warnings.filterwarnings("ignore", category=FutureWarning)
