@@ -70,7 +70,7 @@ Inputs Inputs::to(c10::Device device) const {
 std::string Inputs::describe() const {
   std::vector<std::string> parts;
   for (size_t i = 0; i < values_.size(); ++i) {
-    parts.push_back(fmt::format("{} {} ({})", names_[i], fmt::join(values_[i].sizes(), "x"),
+    parts.push_back(fmt::format("{} of shape {} ({})", names_[i], fmt::join(values_[i].sizes(), "x"),
                                 c10::toString(values_[i].scalar_type())));
   }
   return fmt::format("{}", fmt::join(parts, ", "));

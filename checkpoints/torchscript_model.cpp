@@ -158,7 +158,7 @@ class TorchScriptModel final : public Model {
     } catch (const InputError&) {
       throw;
     } catch (const std::exception& e) {  // c10::Error, or the interpreter's JITException
-      throw InputError(fmt::format("{}: the model's forward failed on inputs {}: {}", path_, inputs.describe(),
+      throw InputError(fmt::format("{}: the model's forward failed on its inputs ({}): {}", path_, inputs.describe(),
                                    reason(e.what())));
     }
     if (manifest_.taps == "outputs") {

@@ -104,7 +104,7 @@ class BadInput(unittest.TestCase):
         self.expect_error(p, 2, "targets of shape 8 do not fit logits of shape 8x1x6x4")
         # Token ids of 5 tokens into the same MLP: the forward itself fails.
         p = self.eval([self.ckpt], data=e2e.fixture("seq_ce.h5"))
-        self.expect_error(p, 2, "the model's forward failed on inputs of shape 8x5")
+        self.expect_error(p, 2, "the model's forward failed on its inputs (inputs of shape 8x5 (Long))")
 
     def test_targets_out_of_range(self):
         with h5py.File(self.data, "r") as f:
