@@ -22,6 +22,7 @@
 
 #include <map>
 
+#include "checkpoints/archive_check.h"
 #include "checkpoints/error.h"
 #include "checkpoints/load.h"
 
@@ -221,6 +222,7 @@ std::unique_ptr<Model> load_torchscript_model(const std::string& path) {
   const auto refuse = [&](const std::string& what) {
     return InputError(fmt::format("cannot load TorchScript checkpoint '{}': {}", path, what.substr(0, what.find('\n'))));
   };
+  check_checkpoint_archive(path);  // before LibTorch's zip reader and unpickler see it
   torch::jit::Module module;
   try {
     module = torch::jit::load(path, torch::kCPU);
