@@ -1,5 +1,4 @@
 // HDF5 batch files (DESIGN.md "Checkpoints and data"): `inputs` [M, ...] and `targets`.
-#include <H5Cpp.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <torch/torch.h>
@@ -8,77 +7,30 @@
 #include <random>
 #include <tuple>
 
-#include "checkpoints/crash_guard.h"
 #include "checkpoints/dataset.h"
 #include "checkpoints/error.h"
-#include "checkpoints/limits.h"
+#include "checkpoints/hdf5_data_file.h"
 
 namespace fisheval {
 namespace {
 
-at::ScalarType torch_type(const H5::DataType& t, H5T_class_t cls, const std::string& where) {
-  if (cls == H5T_FLOAT) return t.getSize() == 8 ? at::kDouble : at::kFloat;
-  if (cls == H5T_INTEGER) return at::kLong;
-  throw InputError(fmt::format("{}: only integer or floating-point data is supported", where));
-}
-
-at::Tensor read_dataset(const H5::H5File& file, const std::string& name, const std::string& path) {
-  if (!file.nameExists(name)) {
-    throw InputError(fmt::format("data file '{}' has no dataset '{}' (expected 'inputs' and 'targets')",
-                                 path, name));
-  }
-  H5::DataSet ds = file.openDataSet(name);
-  H5::DataSpace space = ds.getSpace();
-  const int rank = space.getSimpleExtentNdims();
-  std::vector<hsize_t> dims(rank);
-  space.getSimpleExtentDims(dims.data());
-  std::vector<int64_t> shape(dims.begin(), dims.end());
-  const auto where = fmt::format("{}:{}", path, name);
-  const auto type = torch_type(ds.getDataType(), ds.getTypeClass(), where);
-  // Bytes the dataset declares, refused past the load limit (a malformed file can declare anything).
-  uint64_t bytes = type == at::kFloat ? 4 : 8;
-  for (auto d : dims) bytes = d == 0 || bytes <= max_load_bytes() / d ? bytes * d : max_load_bytes() + 1;
-  if (bytes > max_load_bytes()) {
-    throw InputError(fmt::format("{}: dataset of shape {} does not fit in memory (limit {} bytes, see "
-                                 "FISHEVAL_MAX_LOAD_BYTES)",
-                                 where, fmt::join(shape, "x"), max_load_bytes()));
-  }
-  auto tensor = torch::empty(shape, torch::TensorOptions().dtype(type));
-  if (tensor.numel() == 0) return tensor;
-  const H5::PredType& mem = type == at::kDouble  ? H5::PredType::NATIVE_DOUBLE
-                            : type == at::kFloat ? H5::PredType::NATIVE_FLOAT
-                                                 : H5::PredType::NATIVE_INT64;
-  ds.read(tensor.data_ptr(), mem);
-  return tensor;
-}
-
-// `inputs` and `targets` as they are in the file: HDF5 reads and empty tensors only (no
-// tensor arithmetic, which may start OpenMP threads: unsafe in a forked child).
-std::pair<at::Tensor, at::Tensor> read_inputs_and_targets(const std::string& path) {
-  try {
-    H5::Exception::dontPrint();
-    H5::H5File file(path, H5F_ACC_RDONLY);
-    auto inputs = read_dataset(file, "inputs", path);
-    return {inputs, read_dataset(file, "targets", path)};
-  } catch (const H5::Exception& e) {
-    throw InputError(fmt::format("cannot read data file '{}': {}", path, e.getDetailMsg()));
-  }
+// A tensor on the bytes of `a` (shared, not copied).
+at::Tensor as_tensor(const HostArray& a) {
+  const auto type = a.type == HostArray::Type::kFloat32   ? at::kFloat
+                    : a.type == HostArray::Type::kFloat64 ? at::kDouble
+                                                          : at::kLong;
+  if (a.bytes->empty()) return torch::empty(a.shape, torch::TensorOptions().dtype(type));
+  auto owner = a.bytes;
+  return torch::from_blob(owner->data(), a.shape, [owner](void*) mutable { owner.reset(); },
+                          torch::TensorOptions().dtype(type));
 }
 
 class Hdf5Dataset final : public Dataset {
  public:
   explicit Hdf5Dataset(const std::string& path) : path_(path) {
-    refuse_if_reading_crashes(fmt::format("data file '{}'", path), [&] { (void)read_inputs_and_targets(path); });
-    std::tie(inputs_, targets_) = read_inputs_and_targets(path);
-    if (inputs_.dim() < 1 || targets_.dim() < 1 || inputs_.size(0) != targets_.size(0)) {
-      throw InputError(fmt::format("data file '{}': inputs {} and targets {} must have the same first "
-                                   "dimension (number of samples)",
-                                   path, fmt::join(inputs_.sizes(), "x"), fmt::join(targets_.sizes(), "x")));
-    }
-    if (inputs_.size(0) == 0) throw InputError(fmt::format("data file '{}' has no samples", path));
-    if (inputs_.is_floating_point() && !torch::isfinite(inputs_).all().item<bool>()) {
-      throw InputError(fmt::format("data file '{}': inputs contain NaN or infinite values", path));
-    }
+    const auto arrays = read_data_file(path);  // guarded, and checked (hdf5_data_file.h)
+    inputs_ = as_tensor(arrays.inputs);
+    targets_ = as_tensor(arrays.targets);
   }
   int64_t size() const override { return inputs_.size(0); }
   std::string description() const override {

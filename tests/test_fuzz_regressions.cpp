@@ -79,17 +79,18 @@ TEST(FuzzRegressions, EveryInputIsLoadedOrRefusedWithInputError) {
 TEST(CrashGuard, RefusesWhatCrashesAndLetsTheRestThrough) {
   // Killed by a signal in the child: refused with InputError; this process lives on.
   try {
-    refuse_if_reading_crashes("file 'x'", [] { std::abort(); });
+    refuse_if_reading_fails({"/nonexistent", "file 'x'"}, [] { std::abort(); });
     FAIL() << "a crash went unnoticed";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("file 'x' is damaged"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("signal 6"), std::string::npos) << e.what();
   }
   // A reader that refuses (throws) or succeeds in the child: no verdict, the caller reads.
-  EXPECT_NO_THROW(refuse_if_reading_crashes("y", [] { throw InputError("refused"); }));
-  EXPECT_NO_THROW(refuse_if_reading_crashes("z", [] {}));
+  EXPECT_NO_THROW(refuse_if_reading_fails({"/nonexistent", "y"}, [] { throw InputError("refused"); }));
+  EXPECT_NO_THROW(refuse_if_reading_fails({"/nonexistent", "z"}, [] {}));
   // The child's effects stay in the child.
   int touched = 0;
-  refuse_if_reading_crashes("w", [&] { touched = 1; });
+  refuse_if_reading_fails({"/nonexistent", "w"}, [&] { touched = 1; });
   EXPECT_EQ(touched, 0);
 }
 

@@ -1,0 +1,98 @@
+#include "checkpoints/hdf5_data_file.h"
+
+#include <H5Cpp.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "checkpoints/crash_guard.h"
+#include "checkpoints/error.h"
+#include "checkpoints/limits.h"
+
+namespace fisheval {
+namespace {
+
+HostArray::Type host_type(const H5::DataType& t, H5T_class_t cls, const std::string& where) {
+  if (cls == H5T_FLOAT) return t.getSize() == 8 ? HostArray::Type::kFloat64 : HostArray::Type::kFloat32;
+  if (cls == H5T_INTEGER) return HostArray::Type::kInt64;
+  throw InputError(fmt::format("{}: only integer or floating-point data is supported", where));
+}
+
+HostArray read_dataset(const H5::H5File& file, const std::string& name, const std::string& path) {
+  if (!file.nameExists(name)) {
+    throw InputError(fmt::format("data file '{}' has no dataset '{}' (expected 'inputs' and 'targets')",
+                                 path, name));
+  }
+  H5::DataSet ds = file.openDataSet(name);
+  H5::DataSpace space = ds.getSpace();
+  const int rank = space.getSimpleExtentNdims();
+  std::vector<hsize_t> dims(rank);
+  space.getSimpleExtentDims(dims.data());
+  HostArray a;
+  a.shape.assign(dims.begin(), dims.end());
+  const auto where = fmt::format("{}:{}", path, name);
+  a.type = host_type(ds.getDataType(), ds.getTypeClass(), where);
+  // Bytes the dataset declares, refused past the load limit (a malformed file can declare anything).
+  uint64_t bytes = a.element_size();
+  for (auto d : dims) bytes = d == 0 || bytes <= max_load_bytes() / d ? bytes * d : max_load_bytes() + 1;
+  if (bytes > max_load_bytes()) {
+    throw InputError(fmt::format("{}: dataset of shape {} does not fit in memory (limit {} bytes, see "
+                                 "FISHEVAL_MAX_LOAD_BYTES)",
+                                 where, fmt::join(a.shape, "x"), max_load_bytes()));
+  }
+  a.bytes = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(bytes));
+  if (bytes == 0) return a;
+  const H5::PredType& mem = a.type == HostArray::Type::kFloat64   ? H5::PredType::NATIVE_DOUBLE
+                            : a.type == HostArray::Type::kFloat32 ? H5::PredType::NATIVE_FLOAT
+                                                                  : H5::PredType::NATIVE_INT64;
+  ds.read(a.bytes->data(), mem);
+  return a;
+}
+
+// `inputs` and `targets` as they are in the file: HDF5 reads only (safe in a forked child).
+DataArrays read_arrays(const std::string& path) {
+  try {
+    H5::Exception::dontPrint();
+    H5::H5File file(path, H5F_ACC_RDONLY);
+    DataArrays d;
+    d.inputs = read_dataset(file, "inputs", path);
+    d.targets = read_dataset(file, "targets", path);
+    return d;
+  } catch (const H5::Exception& e) {
+    throw InputError(fmt::format("cannot read data file '{}': {}", path, e.getDetailMsg()));
+  }
+}
+
+template <class T>
+bool all_finite(const std::vector<uint8_t>& bytes) {
+  const size_t n = bytes.size() / sizeof(T);
+  for (size_t i = 0; i < n; ++i) {
+    T v;
+    std::memcpy(&v, bytes.data() + i * sizeof(T), sizeof(T));
+    if (!std::isfinite(v)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+DataArrays read_data_file(const std::string& path) {
+  refuse_if_reading_fails({path, fmt::format("data file '{}'", path)}, [&] { (void)read_arrays(path); });
+  auto d = read_arrays(path);
+  const auto &in = d.inputs, &tg = d.targets;
+  if (in.shape.empty() || tg.shape.empty() || in.shape[0] != tg.shape[0]) {
+    throw InputError(fmt::format("data file '{}': inputs {} and targets {} must have the same first "
+                                 "dimension (number of samples)",
+                                 path, fmt::join(in.shape, "x"), fmt::join(tg.shape, "x")));
+  }
+  if (in.shape[0] == 0) throw InputError(fmt::format("data file '{}' has no samples", path));
+  const bool finite = in.type == HostArray::Type::kFloat32   ? all_finite<float>(*in.bytes)
+                      : in.type == HostArray::Type::kFloat64 ? all_finite<double>(*in.bytes)
+                                                             : true;
+  if (!finite) throw InputError(fmt::format("data file '{}': inputs contain NaN or infinite values", path));
+  return d;
+}
+
+}  // namespace fisheval
