@@ -348,7 +348,7 @@ std::unique_ptr<NativeModel> load_native_checkpoint(const std::string& path, Nat
   c10::IValue root_value;
   try {
     root_value = torch::pickle_load(bytes);
-  } catch (const c10::Error&) {
+  } catch (const std::exception&) {  // c10::Error, and the type parser's torch::jit::ErrorReport (fuzz_torchscript)
     throw InputError(fmt::format("cannot load checkpoint '{}': neither a TorchScript archive nor a native fisheval "
                                  "checkpoint (export PyTorch models with scripts/export_checkpoint.py)",
                                  path));

@@ -225,7 +225,10 @@ std::unique_ptr<Model> load_torchscript_model(const std::string& path) {
   check_checkpoint_archive(path);  // before LibTorch's zip reader and unpickler see it
   torch::jit::Module module;
   try {
-    module = torch::jit::load(path, torch::kCPU);
+    // Without the debug files (code/*.debug_pkl, the source ranges of error messages):
+    // LibTorch 2.15 reads their structure unchecked, and a damaged one made the parser's
+    // error report read a wild pointer (SIGSEGV, found by fuzz_torchscript).
+    module = torch::jit::load(path, torch::kCPU, /*load_debug_files=*/false);
   } catch (const std::exception& e) {
     throw refuse(e.what());
   }
