@@ -31,9 +31,9 @@ struct GuardedFile {
   std::string what;  // how messages name it, e.g. "data file 'x.h5'"
 };
 
-// Runs read(i) for every file i in one forked child process (which then ends with
-// _exit(0), skipping every exit handler, so it never touches files this process has
-// open; it has the default action for crash signals, so a crash ends it without any
+// Runs read(i) for every file i in one forked child process (which then ends with the
+// exit_group system call, skipping every exit handler, so it never touches files this
+// process has open; it has the default action for crash signals, so a crash ends it without any
 // crash handler of this process (a sanitizer's, a fuzzer's) reporting it). The child
 // tells this process which file it is reading; each file has its own time limit. Throws
 // InputError "WHAT is damaged: reading it crashed ..." or "... did not finish within N
@@ -44,3 +44,7 @@ void refuse_if_reading_fails(const std::vector<GuardedFile>& files, const std::f
 void refuse_if_reading_fails(const GuardedFile& file, const std::function<void()>& read);
 
 }  // namespace fisheval
+
+// A seam for the fuzzers (tests/fuzz/fuzz_support.h): a program that defines this function
+// has it called first in every guard child. fisheval itself does not define it.
+extern "C" __attribute__((weak)) void fisheval_crash_guard_child_hook();
