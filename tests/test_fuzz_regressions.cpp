@@ -8,6 +8,7 @@
 //   results/       read_result_file (+ merge of the file with itself)
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -51,6 +52,8 @@ const std::map<std::string, std::function<void(const std::string&)>>& loaders() 
 fs::path regressions_dir() { return fs::path(FISHEVAL_SOURCE_DIR) / "tests" / "fuzz-regressions"; }
 
 TEST(FuzzRegressions, EveryInputIsLoadedOrRefusedWithInputError) {
+  // Inputs that make HDF5 loop are refused when their guarded read runs out of time.
+  set_read_timeout(5);
   int64_t files = 0, refused = 0;
   for (const auto& [loader, load] : loaders()) {
     const auto dir = regressions_dir() / loader;
@@ -72,6 +75,7 @@ TEST(FuzzRegressions, EveryInputIsLoadedOrRefusedWithInputError) {
       unsetenv("FISHEVAL_MAX_LOAD_BYTES");
     }
   }
+  set_read_timeout(std::nullopt);
   EXPECT_GT(files, 0) << "no regression inputs under " << regressions_dir();
   EXPECT_GT(refused, 0);
 }
@@ -95,15 +99,35 @@ TEST(CrashGuard, RefusesWhatCrashesAndLetsTheRestThrough) {
 }
 
 TEST(CrashGuard, DataFileThatCrashesHdf5IsRefused) {
-  // Found by fuzz_hdf5_data: a damaged group heap makes HDF5 1.10's H5Lexists read address 0
-  // (SIGSEGV, the whole run gone). It is now read first in a child process.
-  const auto path = (regressions_dir() / "hdf5-data" / "fuzz-segv-local-heap.h5").string();
-  try {
-    (void)load_hdf5_dataset(path);
-    FAIL() << "loaded a damaged file";
-  } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("crashed the HDF5 library"), std::string::npos) << e.what();
+  // Found by fuzz_hdf5_data: a damaged group heap makes HDF5 1.10's H5Lexists read address 0,
+  // a damaged object header makes H5F__accum_read copy from an invalid address (SIGSEGV, the
+  // whole run gone). They are now read first in a child process.
+  for (const char* name : {"fuzz-segv-local-heap.h5", "fuzz-segv-accum-read.h5"}) {
+    const auto path = (regressions_dir() / "hdf5-data" / name).string();
+    try {
+      (void)load_hdf5_dataset(path);
+      ADD_FAILURE() << "loaded a damaged file: " << name;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("crashed the HDF5 library (signal 11"), std::string::npos) << e.what();
+    }
   }
+}
+
+TEST(CrashGuard, ResultFileThatHangsHdf5IsRefusedInTime) {
+  // Found by fuzz_results: HDF5 1.10 loops forever (100 % CPU) on this damaged result file;
+  // `fisheval show` never ended. The guard's child is killed at the time limit.
+  const auto path = (regressions_dir() / "results" / "fuzz-hang-global-heap.h5").string();
+  set_read_timeout(1);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    (void)read_result_file(path);
+    ADD_FAILURE() << "read a damaged file";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("is damaged: reading it did not finish within 1.0 s"), std::string::npos)
+        << e.what();
+  }
+  set_read_timeout(std::nullopt);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 10.0);
 }
 
 }  // namespace
