@@ -20,8 +20,8 @@
 #include "checkpoints/crash_guard.h"
 #include "checkpoints/error.h"
 
-namespace fisheval {
-namespace {
+// Helpers in a namespace of this file's own: unity builds compile several test files in one unit.
+namespace fisheval::crash_guard_test {
 
 using Clock = std::chrono::steady_clock;
 
@@ -135,5 +135,4 @@ TEST(CrashGuardTimeLimit, SettingDefaultEnvironmentAndSizeAllowance) {
   EXPECT_TRUE(std::isinf(read_time_limit(0, 2'000'000'000ull)));
 }
 
-}  // namespace
-}  // namespace fisheval
+}  // namespace fisheval::crash_guard_test

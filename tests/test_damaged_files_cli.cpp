@@ -16,8 +16,8 @@
 
 namespace fs = std::filesystem;
 
-namespace fisheval {
-namespace {
+// Helpers in a namespace of this file's own: unity builds compile several test files in one unit.
+namespace fisheval::damaged_files_cli_test {
 
 struct Outcome {
   int status = -1;  // exit status, or 128 + signal
@@ -142,5 +142,6 @@ TEST(DamagedFilesCli, EvalRefusesDamagedArchivesBeforeLibTorchReadsThem) {
   fs::remove_all(dir);
 }
 
-}  // namespace
-}  // namespace fisheval
+#undef EXPECT_REFUSED
+
+}  // namespace fisheval::damaged_files_cli_test

@@ -20,8 +20,8 @@
 #include "checkpoints/zip_scan.h"
 #include "support.h"
 
-namespace fisheval {
-namespace {
+// Helpers in a namespace of this file's own: unity builds compile several test files in one unit.
+namespace fisheval::zip_scan_test {
 
 using Bytes = std::vector<uint8_t>;
 
@@ -413,5 +413,4 @@ TEST(ZipScan, LoadersRefuseDamagedArchivesBeforeLibTorchReadsThem) {
   std::filesystem::remove_all(dir);
 }
 
-}  // namespace
-}  // namespace fisheval
+}  // namespace fisheval::zip_scan_test
