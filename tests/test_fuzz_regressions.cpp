@@ -7,11 +7,13 @@
 //   manifest/      load_series               torchscript/  load_model
 //   results/       read_result_file (+ merge of the file with itself)
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <string>
@@ -78,6 +80,33 @@ TEST(FuzzRegressions, EveryInputIsLoadedOrRefusedWithInputError) {
   set_read_timeout(std::nullopt);
   EXPECT_GT(files, 0) << "no regression inputs under " << regressions_dir();
   EXPECT_GT(refused, 0);
+}
+
+TEST(FuzzRegressions, IdxHeaderDeclaringMoreThanTheFileHoldsTakesNoMemory) {
+  // Found by fuzz_idx (idx/fuzz-header-declares-57mb.idx, a timeout under load): the data a
+  // header declared was allocated and zeroed before it was read. A 20-byte file declaring 3
+  // GiB (below a load limit of 8 GiB) must be refused as truncated without the process
+  // growing by gigabytes.
+  const auto path = (fs::temp_directory_path() / "fisheval-declares-3gib.idx").string();
+  {
+    const unsigned char header[] = {0, 0, 8, 1, 0xC0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(header), sizeof header);
+  }
+  setenv("FISHEVAL_MAX_LOAD_BYTES", "8589934592", 1);
+  struct rusage before {}, after {};
+  ::getrusage(RUSAGE_SELF, &before);
+  try {
+    (void)read_idx(path);
+    ADD_FAILURE() << "read a truncated file";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("is truncated: its header declares 3221225472 bytes"), std::string::npos)
+        << e.what();
+  }
+  ::getrusage(RUSAGE_SELF, &after);
+  unsetenv("FISHEVAL_MAX_LOAD_BYTES");
+  fs::remove(path);
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 256 * 1024) << "peak memory grew by " << after.ru_maxrss - before.ru_maxrss
+                                                           << " KB";
 }
 
 TEST(CrashGuard, RefusesWhatCrashesAndLetsTheRestThrough) {
