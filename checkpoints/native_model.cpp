@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "checkpoints/archive_check.h"
 #include "checkpoints/error.h"
 #include "checkpoints/models/builtin.h"
 
@@ -347,10 +348,11 @@ void save_native_checkpoint(const NativeModel& model, const std::string& path, c
 
 std::unique_ptr<NativeModel> load_native_checkpoint(const std::string& path, NativeCheckpointInfo* info) {
   const auto bytes = read_bytes(path);
+  check_checkpoint_archive(path);  // before LibTorch's zip reader and unpickler see it
   c10::IValue root_value;
   try {
     root_value = torch::pickle_load(bytes);
-  } catch (const c10::Error&) {
+  } catch (const std::exception&) {  // c10::Error, and the type parser's torch::jit::ErrorReport (fuzz_torchscript)
     throw InputError(fmt::format("cannot load checkpoint '{}': neither a TorchScript archive nor a native fisheval "
                                  "checkpoint (export PyTorch models with scripts/export_checkpoint.py)",
                                  path));

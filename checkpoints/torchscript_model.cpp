@@ -27,6 +27,7 @@
 #include <map>
 
 #include "base/text.h"
+#include "checkpoints/archive_check.h"
 #include "checkpoints/error.h"
 #include "checkpoints/export_manifest.h"
 #include "checkpoints/load.h"
@@ -353,10 +354,14 @@ std::unique_ptr<Model> load_torchscript_model(const std::string& path) {
   const auto refuse = [&](const std::string& what) {
     return InputError(fmt::format("cannot load TorchScript checkpoint '{}': {}", path, what.substr(0, what.find('\n'))));
   };
+  check_checkpoint_archive(path);  // before LibTorch's zip reader and unpickler see it
   torch::jit::Module module;
   torch::jit::ExtraFilesMap extra{{"fisheval.json", ""}};
   try {
-    module = torch::jit::load(path, torch::kCPU, extra);
+    // Without the debug files (code/*.debug_pkl, the source ranges of error messages):
+    // LibTorch 2.15 reads their structure unchecked, and a damaged one made the parser's
+    // error report read a wild pointer (SIGSEGV, found by fuzz_torchscript).
+    module = torch::jit::load(path, torch::kCPU, extra, /*load_debug_files=*/false);
   } catch (const std::exception& e) {
     throw refuse(e.what());
   }

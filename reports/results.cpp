@@ -14,7 +14,9 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
+#include <tuple>
 
 #include "base/numeric.h"
 #include "checkpoints/crash_guard.h"
@@ -354,7 +356,7 @@ ResultFile read_result_file_here(const std::string& path) {
 }  // namespace
 
 ResultFile read_result_file(const std::string& path) {
-  refuse_if_reading_crashes(fmt::format("result file '{}'", path), [&] { (void)read_result_file_here(path); });
+  refuse_if_reading_fails({path, fmt::format("result file '{}'", path)}, [&] { (void)read_result_file_here(path); });
   return read_result_file_here(path);
 }
 
@@ -396,16 +398,19 @@ ResultStore::ResultStore(std::string out, RunInfo info, std::map<std::string, st
   result_.metadata = std::move(metadata);
   const auto fingerprint = info.fingerprint();
   const auto parts_fp = fs::path(parts_) / "FINGERPRINT";
-  if (fs::exists(out_)) {
+  if (fs::exists(out_) && !overwrite) {  // (with --overwrite it is replaced unread)
     bool same = false;
     ResultFile existing;
+    // A file that crashes or hangs HDF5 is refused by name (InputError) here; any other
+    // unreadable file is one of a different configuration.
+    refuse_if_reading_fails({out_, fmt::format("result file '{}'", out_)}, [&] { (void)read_result_file_here(out_); });
     try {
-      existing = read_result_file(out_);
+      existing = read_result_file_here(out_);
       same = existing.info.fingerprint() == fingerprint;
     } catch (const Error&) {
       same = false;
     }
-    if (same && !overwrite) {
+    if (same) {
       for (int64_t c = 0; c < info.num_checkpoints(); ++c) {
         for (int64_t b = 0; b < info.num_batches(); ++b) {
           if (existing.is_done(c, b)) {
@@ -414,7 +419,7 @@ ResultStore::ResultStore(std::string out, RunInfo info, std::map<std::string, st
           }
         }
       }
-    } else if (!overwrite) {
+    } else {
       throw InputError(fmt::format("'{}' exists and holds results of a different configuration (or is not a fisheval "
                                    "result file); choose another --out or pass --overwrite",
                                    out_));
@@ -443,15 +448,21 @@ ResultStore::ResultStore(std::string out, RunInfo info, std::map<std::string, st
     fp.close();
     fs::rename(tmp, parts_fp);
   }
+  std::vector<std::tuple<int64_t, int64_t, std::string>> parts;
   for (const auto& entry : fs::directory_iterator(parts_)) {
     const auto name = entry.path().filename().string();
     long long c = -1, b = -1;
     char tail[8] = {0};
     if (std::sscanf(name.c_str(), "unit-%lld-%lld.%3s", &c, &b, tail) != 3 || std::string(tail) != "h5") continue;
     if (c < 0 || b < 0 || c >= info.num_checkpoints() || b >= info.num_batches() || done(c, b)) continue;
+    parts.emplace_back(c, b, entry.path().string());
+  }
+  // A part's unit, or nothing when the part is unreadable (e.g. from a full disk) or of
+  // another configuration: its unit is then recomputed.
+  const auto read_part = [&](int64_t c, int64_t b, const std::string& path) -> std::optional<UnitResult> {
     try {
-      auto file = h5::open_read(entry.path().string());
-      if (h5::read_string_attr(file, "fingerprint") != fingerprint) continue;
+      auto file = h5::open_read(path);
+      if (h5::read_string_attr(file, "fingerprint") != fingerprint) return std::nullopt;
       UnitResult u;
       u.checkpoint = c;
       u.batch = b;
@@ -461,10 +472,24 @@ ResultStore::ResultStore(std::string out, RunInfo info, std::map<std::string, st
         const auto key = fmt::format("method_status_{}", m);
         if (file.attrExists(key)) u.method_status[m] = h5::read_string_attr(file, key);
       }
-      result_.put(u);
-      ++imported_;
+      return u;
     } catch (const std::exception&) {
-      // An unreadable part (e.g. from a full disk) is recomputed.
+      return std::nullopt;
+    }
+  };
+  // Every part is read first in one guarded child (crash_guard.h): a part that crashes or
+  // hangs HDF5 is refused by name.
+  std::vector<GuardedFile> guarded;
+  for (const auto& [c, b, path] : parts) guarded.push_back({path, fmt::format("resume part '{}'", path)});
+  try {
+    refuse_if_reading_fails(guarded, [&](size_t i) { (void)std::apply(read_part, parts[i]); });
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("{}; delete it to recompute its unit", e.what()));
+  }
+  for (const auto& [c, b, path] : parts) {
+    if (auto u = read_part(c, b, path)) {
+      result_.put(*u);
+      ++imported_;
     }
   }
   for (int64_t c = 0; c < info.num_checkpoints(); ++c) {

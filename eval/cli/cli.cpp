@@ -7,6 +7,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "checkpoints/crash_guard.h"
 #include "checkpoints/error.h"
 
 namespace fisheval::cli {
@@ -66,6 +67,18 @@ bool parse(const std::string& command, const std::string& usage, po::options_des
     throw InputError(fmt::format("{} (see 'fisheval {} --help')", e.what(), command));
   }
   return true;
+}
+
+void add_read_timeout_option(po::options_description& options) {
+  options.add_options()("read-timeout", po::value<double>(),
+                        "seconds allowed for the separate process that reads each data, result or resume-part file "
+                        "first (HDF5 crashes or loops forever on some damaged files), plus 1 s per 10 MB of the file; "
+                        "past it the file is refused as damaged (exit 2); 0 = no limit (default: "
+                        "FISHEVAL_READ_TIMEOUT, else 60)");
+}
+
+void apply_read_timeout(const po::variables_map& vm) {
+  if (vm.count("read-timeout")) set_read_timeout(vm["read-timeout"].as<double>());
 }
 
 std::string effective_config(const po::variables_map& vm) {

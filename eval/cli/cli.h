@@ -32,6 +32,11 @@ bool parse(const std::string& command, const std::string& usage, po::options_des
            const po::positional_options_description& positional, const std::vector<std::string>& args,
            po::variables_map& vm);
 
+// --read-timeout (eval, show, merge, report): the time limit of the guarded first read of
+// each data, result or resume-part file (checkpoints/crash_guard.h); apply after parse().
+void add_read_timeout_option(po::options_description& options);
+void apply_read_timeout(const po::variables_map& vm);
+
 // The effective configuration as INI text (every option with a value), for the results.
 std::string effective_config(const po::variables_map& vm);
 

@@ -150,6 +150,7 @@ int run_eval(const std::vector<std::string>& args) {
        "J_z d of the Kronecker/Shampoo directions (layer blocks in a basis): auto (the cheaper by operation count) | "
        "rotated (layer taps rotated into each basis once) | direct (each block back-rotated)")
       ("quiet", po::bool_switch(), "no progress on stderr");
+  add_read_timeout_option(run);
   po::options_description all;
   all.add(what).add(batches).add(methods).add(run);
   po::positional_options_description positional;
@@ -157,6 +158,7 @@ int run_eval(const std::vector<std::string>& args) {
   if (!parse("eval", "--checkpoints FILE... | --series DIR --out RESULTS.h5 [OPTIONS]", all, positional, args, vm)) {
     return kExitOk;
   }
+  apply_read_timeout(vm);
 
   SweepOptions o;
   if (vm.count("checkpoints") && vm.count("series")) throw InputError("give either --checkpoints or --series, not both");

@@ -15,10 +15,12 @@ int run_merge(const std::vector<std::string>& args) {
   po::options_description options("Options");
   options.add_options()("out", po::value<std::string>(), "merged result file (HDF5), written atomically")(
       "inputs", po::value<std::vector<std::string>>()->multitoken(), "shard result files (positional)");
+  add_read_timeout_option(options);
   po::positional_options_description positional;
   positional.add("inputs", -1);
   po::variables_map vm;
   if (!parse("merge", "--out MERGED.h5 SHARD.h5...", options, positional, args, vm)) return kExitOk;
+  apply_read_timeout(vm);
   if (!vm.count("out")) throw InputError("--out MERGED.h5 is required");
   if (!vm.count("inputs")) throw InputError("no shard files given");
   const auto inputs = vm["inputs"].as<std::vector<std::string>>();

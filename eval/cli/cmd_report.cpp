@@ -40,6 +40,7 @@ int run_report(const std::vector<std::string>& args) {
        "(default: the smallest)")
       ("title", po::value<std::string>(), "page title (default: from the file name)")
       ("no-toy", po::bool_switch(), "leave out the toy problem of the paper's Figure 1");
+  add_read_timeout_option(options);
   po::positional_options_description positional;
   positional.add("file", 1);
   po::variables_map vm;
@@ -47,6 +48,7 @@ int run_report(const std::vector<std::string>& args) {
              vm)) {
     return kExitOk;
   }
+  apply_read_timeout(vm);
   if (!vm.count("file")) throw InputError("no result file given (fisheval report RESULTS.h5 --out DIR)");
   if (!vm.count("out")) throw InputError("--out DIR is required");
   const auto path = vm["file"].as<std::string>();

@@ -1,17 +1,26 @@
-// libFuzzer target: HDF5 batch files (load_hdf5_dataset), then one batch of the data.
-#include <torch/torch.h>
-
-#include "checkpoints/dataset.h"
+// libFuzzer target: HDF5 batch files (read_data_file: the guarded first read, the real
+// read and the checks of load_hdf5_dataset, without LibTorch), then the bytes of the first
+// and last samples, as a batch reads them.
+#include "checkpoints/hdf5_data_file.h"
 #include "fuzz_support.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fisheval::fuzz::init();
   const auto path = fisheval::fuzz::as_file(data, size, "-data.h5");
-  fisheval::fuzz::expect_input_error_only([&] {
-    const auto ds = fisheval::load_hdf5_dataset(path);
-    (void)ds->description();
-    const auto batch = ds->get({0, ds->size() - 1});
-    (void)batch.inputs.sum();
-  });
+  fisheval::fuzz::expect_input_error_only(data, size, [&] {
+    const auto d = fisheval::read_data_file(path);
+    std::vector<const fisheval::HostArray*> arrays{&d.targets};
+    for (const auto& in : d.inputs) arrays.push_back(&in);
+    if (d.inputs.empty() || d.inputs.size() != d.input_names.size()) std::abort();
+    for (const auto* a : arrays) {
+      uint64_t expect = a->element_size();
+      for (auto s : a->shape) expect *= static_cast<uint64_t>(s);
+      if (expect != a->bytes->size() || a->shape.empty() || a->shape[0] < 1) std::abort();  // shape and data agree
+      const uint64_t sample = expect / static_cast<uint64_t>(a->shape[0]);
+      volatile uint8_t first = sample ? (*a->bytes)[0] : 0, last = sample ? (*a->bytes)[expect - 1] : 0;
+      (void)first;
+      (void)last;
+    }
+  }, "data file '" + path + "'");
   return 0;
 }

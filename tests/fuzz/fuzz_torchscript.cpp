@@ -11,7 +11,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fisheval::fuzz::init();
   const auto path = fisheval::fuzz::as_file(data, size, "-model.pt");
-  fisheval::fuzz::expect_input_error_only([&] {
+  fisheval::fuzz::expect_input_error_only(data, size, [&] {
     auto model = fisheval::load_model(path);
     const auto params = fisheval::select_parameters(*model, "*");
     fisheval::check_finite_parameters(*model, params);
