@@ -77,7 +77,7 @@ class Model {
   virtual bool exported_with_taps() const { return true; }
 
   // The loss the model was trained with, when the checkpoint records it
-  // ("cross-entropy", "squared-error"), else "".
+  // ("cross-entropy", "squared-error", "binary-cross-entropy"), else "".
   virtual std::string loss_hint() const { return ""; }
 };
 

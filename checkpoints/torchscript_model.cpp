@@ -12,7 +12,7 @@
 //     fisheval_stride, fisheval_padding, fisheval_dilation: List[int], fisheval_groups: int
 //                                   (conv2d only)
 //   and parameters `weight` and optional `bias`. The root module may carry
-//   fisheval_loss: str ("cross-entropy" or "squared-error").
+//   fisheval_loss: str ("cross-entropy", "squared-error" or "binary-cross-entropy").
 // * outputs (traced modules, e.g. Hugging Face + PEFT): forward returns the tuple
 //   (logits, a_1, o_1, ..., a_L, o_L) of the manifest's L layers' inputs and outputs.
 //

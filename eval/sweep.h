@@ -28,7 +28,7 @@ struct SweepOptions {
   std::vector<double> dampings;
   solvers::DampingMode damping_mode = solvers::DampingMode::kAbsolute;
   solvers::DampingReference damping_reference = solvers::DampingReference::kPerSample;
-  std::string loss = "auto";         // auto|cross-entropy|squared-error
+  std::string loss = "auto";         // auto|cross-entropy|squared-error|binary-cross-entropy
   std::string params;                // --params globs ("" = requires_grad)
   std::string dtype = "auto";        // auto (float64 on CPU, float32 on CUDA)|float32|float64
   std::string device = "auto";  // auto (CUDA when visible, else CPU) | cpu | cuda | cuda:N

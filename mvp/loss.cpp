@@ -153,17 +153,86 @@ class SquaredError final : public Loss {
   }
 };
 
+// Bernoulli likelihood per output unit (multi-label classification, reconstruction of
+// intensities): targets y ∈ [0, 1], p(y | z) = σ(z)^y (1 − σ(z))^(1 − y) per unit,
+//   l_n = Σ_units softplus(z) − y z,   ∇_z l = σ(z) − y,   H = diag(σ(1 − σ)).
+class BinaryCrossEntropy final : public Loss {
+ public:
+  std::string name() const override { return "binary-cross-entropy"; }
+
+  void check(const at::Tensor& z, const at::Tensor& y) const override {
+    if (!y.is_floating_point()) {
+      throw InputError("binary-cross-entropy needs floating-point targets in [0, 1] (one per output unit), the data "
+                       "has integer targets (use --loss cross-entropy for class labels)");
+    }
+    if (y.sizes() != z.sizes()) {
+      throw InputError(fmt::format("targets of shape {} do not fit outputs of shape {} (binary-cross-entropy needs "
+                                   "one target in [0, 1] per output unit)",
+                                   fmt::join(y.sizes(), "x"), fmt::join(z.sizes(), "x")));
+    }
+    if (!torch::isfinite(y).all().item<bool>()) throw InputError("targets contain NaN or infinite values");
+    if (y.numel() > 0 && (y.min().item<double>() < 0 || y.max().item<double>() > 1)) {
+      throw InputError(fmt::format("binary-cross-entropy targets must lie in [0, 1], found values in [{:g}, {:g}]",
+                                   y.min().item<double>(), y.max().item<double>()));
+    }
+  }
+
+  // softplus(z) − y z with softplus(z) = max(z, 0) + log1p(exp(−|z|)), exact for large |z|.
+  at::Tensor per_sample(const at::Tensor& z, const at::Tensor& y) const override {
+    const auto softplus = z.clamp_min(0) + torch::log1p(torch::exp(-z.abs()));
+    return sum_per_sample(softplus - y.to(z.scalar_type()) * z);
+  }
+  at::Tensor logit_grad(const at::Tensor& z, const at::Tensor& y) const override {
+    return torch::sigmoid(z) - y.to(z.scalar_type());
+  }
+  at::Tensor hessian_vp(const at::Tensor& z, const at::Tensor&, const at::Tensor& v) const override {
+    const auto s = torch::sigmoid(z);
+    return s * (1 - s) * v;
+  }
+
+  // S = diag(√(σ(1 − σ))): column j is √h_j e_j over the flattened output of each sample.
+  at::Tensor hessian_sqrt(const at::Tensor& z, const at::Tensor&) const override {
+    const int64_t N = z.size(0);
+    const int64_t R = z.numel() / std::max<int64_t>(N, 1);
+    const auto s = torch::sigmoid(z).reshape({N, R});
+    const auto root = (s * (1 - s)).sqrt();                       // [N, R]
+    const auto eye = torch::eye(R, z.options());                  // [R, R]
+    std::vector<int64_t> shape{R, N};
+    for (int64_t d = 1; d < z.dim(); ++d) shape.push_back(z.size(d));
+    return (eye.unsqueeze(1) * root.unsqueeze(0)).reshape(shape).contiguous();  // [j, n, i] = δ_ij √h_ni
+  }
+
+  // ŷ ~ Bernoulli(σ(z)) per unit: ∇_z(−log p(ŷ|z)) = σ(z) − ŷ.
+  at::Tensor sampled_logit_grad(const at::Tensor& z, const at::Tensor&, int64_t K, uint64_t seed) const override {
+    auto gen = at::detail::createCPUGenerator(seed);
+    const auto p = torch::sigmoid(z.detach().to(torch::kCPU, torch::kDouble));
+    std::vector<int64_t> shape{K};
+    for (auto s : z.sizes()) shape.push_back(s);
+    const auto mean = p.unsqueeze(0).expand(shape).contiguous();
+    return (mean - at::bernoulli(mean, gen)).to(z.device(), z.scalar_type());
+  }
+
+  // The geometric mean over the units of p(y_i | z_i) = σ^y (1 − σ)^(1 − y): exp(−l_n / units).
+  at::Tensor target_prob(const at::Tensor& z, const at::Tensor& y) const override {
+    const double units = static_cast<double>(z.numel() / std::max<int64_t>(z.size(0), 1));
+    return torch::exp(-per_sample(z, y) / std::max(units, 1.0));
+  }
+};
+
 }  // namespace
 
 std::unique_ptr<Loss> make_loss(const std::string& name) {
   if (name == "cross-entropy") return std::make_unique<CrossEntropy>();
   if (name == "squared-error") return std::make_unique<SquaredError>();
-  throw InputError(fmt::format("unknown loss '{}' (cross-entropy, squared-error)", name));
+  if (name == "binary-cross-entropy") return std::make_unique<BinaryCrossEntropy>();
+  throw InputError(fmt::format("unknown loss '{}' (cross-entropy, squared-error, binary-cross-entropy)", name));
 }
 
 std::string resolve_loss_name(const std::string& requested, const std::string& hint, const at::Tensor& targets) {
   if (requested != "auto") return requested;
   if (!hint.empty()) return hint;
+  // Never binary-cross-entropy: floating targets mean squared error unless the checkpoint
+  // or --loss says otherwise.
   return targets.is_floating_point() ? "squared-error" : "cross-entropy";
 }
 

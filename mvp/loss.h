@@ -5,7 +5,8 @@
 //
 // Shapes: logits z are [N, C] or [N, T, C] (class axis last) for cross-entropy with
 // int64 targets [N] or [N, T] (−100 = ignored token); any [N, ...] for squared error
-// with floating targets of the same shape. Every function returns zeros at ignored
+// with floating targets of the same shape, and for binary cross-entropy with floating
+// targets in [0, 1] of the same shape (one Bernoulli per output unit). Every function returns zeros at ignored
 // tokens. l_n sums over the tokens / outputs of sample n.
 #pragma once
 #include <ATen/core/Tensor.h>
@@ -30,22 +31,25 @@ class Loss {
   // H_n v_n for v shaped like z (H is block-diagonal over samples and tokens).
   virtual at::Tensor hessian_vp(const at::Tensor& z, const at::Tensor& y, const at::Tensor& v) const = 0;
   // Columns of S with S Sᵀ = H per token: [R, *z.shape] where R is the number of
-  // columns (C for cross-entropy, the output size for squared error).
+  // columns (C for cross-entropy, the output size for squared error and binary
+  // cross-entropy).
   virtual at::Tensor hessian_sqrt(const at::Tensor& z, const at::Tensor& y) const = 0;
   // K sampled logit gradients ∇_z(−log p(ŷ|z)), ŷ ~ p(·|z), drawn on the CPU from a
   // generator seeded with `seed` (so results do not depend on the device): [K, *z.shape].
   virtual at::Tensor sampled_logit_grad(const at::Tensor& z, const at::Tensor& y, int64_t K,
                                         uint64_t seed) const = 0;
   // Target probability per sample, the geometric mean over its target tokens
-  // (p(y_n|x_n) for classification); NaN for squared error. [N].
+  // (p(y_n|x_n) for classification) or over its output units (binary cross-entropy:
+  // p(y|z) = σ^y (1 − σ)^(1 − y) per unit); NaN for squared error. [N].
   virtual at::Tensor target_prob(const at::Tensor& z, const at::Tensor& y) const = 0;
 };
 
-// "cross-entropy" (softmax, categorical likelihood) or "squared-error" (½‖y − z‖², unit Gaussian).
+// "cross-entropy" (softmax, categorical likelihood), "squared-error" (½‖y − z‖², unit Gaussian)
+// or "binary-cross-entropy" (logistic, a Bernoulli per output unit: softplus(z) − y z).
 std::unique_ptr<Loss> make_loss(const std::string& name);
 
 // "auto" resolves from the checkpoint's hint, else from the targets' dtype (integer →
-// cross-entropy, floating → squared-error).
+// cross-entropy, floating → squared-error; binary-cross-entropy only by name or hint).
 std::string resolve_loss_name(const std::string& requested, const std::string& hint, const at::Tensor& targets);
 
 }  // namespace fisheval::mvp

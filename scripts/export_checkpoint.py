@@ -16,7 +16,9 @@ logits [N, C] or [N, T, C]. This script
   taps: every method but the Kronecker/Shampoo family still works).
 
 Data go to an HDF5 file with datasets `inputs` [M, ...] and `targets` [M] or [M, T]
-(int64, -100 = ignored token) or float targets for squared error.
+(int64, -100 = ignored token) or float targets: for squared error, or in [0, 1] for binary
+cross-entropy (a Bernoulli per output unit; fisheval never picks that loss from the targets
+alone, so the checkpoint's recorded loss or --loss binary-cross-entropy says so).
 
 Python use:
     sys.path.insert(0, "scripts"); import export_checkpoint as ex
@@ -26,7 +28,7 @@ Python use:
 Command line:
     .venv/bin/python scripts/export_checkpoint.py --factory my_models.py:make_model \
         [--kwargs '{"width": 64}'] [--state-dict trained.pt] [--trainable GLOB] \
-        [--loss cross-entropy|squared-error] --out ckpt.pt \
+        [--loss cross-entropy|squared-error|binary-cross-entropy] --out ckpt.pt \
         [--data data.pt --data-out batches.h5]
     (data.pt: a dict with tensors "inputs" and "targets", as saved by torch.save)
 """
@@ -43,6 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+LOSSES = ("cross-entropy", "squared-error", "binary-cross-entropy")
 ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.Softmax: "softmax",
                nn.Identity: "identity"}
 
@@ -270,8 +273,8 @@ def export_checkpoint(model: nn.Module, path: str, loss: str = "cross-entropy", 
     The caller's model is left as it was (training mode, requires_grad flags, modules):
     what is exported is a copy. The archive carries the export manifest fisheval.json
     (docs/FORMAT.md)."""
-    if loss not in ("cross-entropy", "squared-error"):
-        raise ValueError("loss must be cross-entropy or squared-error")
+    if loss not in LOSSES:
+        raise ValueError("loss must be one of " + ", ".join(LOSSES))
     # A torch.compile'd model is exported as the module it wraps (TorchScript cannot
     # compile what Dynamo made; the numbers are the same).
     model = getattr(model, "_orig_mod", model)
@@ -351,7 +354,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kwargs", default="{}", help="JSON keyword arguments for the factory")
     ap.add_argument("--state-dict", help="torch.save'd state dict to load into the model")
     ap.add_argument("--trainable", help="comma-separated globs of trainable parameters (default: keep flags)")
-    ap.add_argument("--loss", default="cross-entropy", choices=["cross-entropy", "squared-error"])
+    ap.add_argument("--loss", default="cross-entropy", choices=list(LOSSES))
     ap.add_argument("--out", required=True, help="checkpoint file to write (TorchScript)")
     ap.add_argument("--no-taps", action="store_true", help="do not wrap layers")
     ap.add_argument("--data", help="torch.save'd dict with 'inputs' and 'targets'")

@@ -27,7 +27,7 @@ struct KronBatch {
   KronBatch(const std::string& name, int64_t n, int64_t mc_samples = 1, uint64_t seed = 42,
             const std::string& globs = "") {
     f = load_fixture(name, n, globs);
-    loss = mvp::make_loss(f.cross_entropy ? "cross-entropy" : "squared-error");
+    loss = mvp::make_loss(loss_name(f.loss));
     lin = std::make_unique<mvp::Linearisation>(*f.model, f.params, f.batch.inputs);
     state = std::make_unique<solvers::BatchState>(*lin, *loss, f.batch.targets,
                                                   solvers::BatchStateOptions{mc_samples, seed, 0.0});
@@ -91,7 +91,7 @@ inline at::Tensor oracle_logit_grad(Fixture& f) {
     z = f.model->forward(f.batch.inputs);
   }
   auto zg = z.clone().requires_grad_(true);
-  return torch::autograd::grad({oracle::per_sample_loss(zg, f.batch.targets, f.cross_entropy).sum()}, {zg})[0];
+  return torch::autograd::grad({oracle::per_sample_loss(zg, f.batch.targets, f.loss).sum()}, {zg})[0];
 }
 
 // M^{-p} for symmetric PSD M (+ shift I) by torch's eigh.

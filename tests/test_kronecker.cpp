@@ -140,8 +140,8 @@ class SingleDatum : public testing::TestWithParam<std::string> {};
 
 TEST_P(SingleDatum, KfacExactIsTheGgnBlock) {
   KronBatch kb(GetParam(), 1);
-  const auto F = oracle::fisher(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
-  const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
+  const auto F = oracle::fisher(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
+  const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
   const auto& plan = kron::plan(*kb.state, "test");
   ASSERT_FALSE(plan.blocks.empty());
   EXPECT_TRUE(plan.uncovered.empty());
@@ -158,7 +158,7 @@ TEST_P(SingleDatum, KfacExactIsTheGgnBlock) {
 
 TEST_P(SingleDatum, EkfacIsTheEmpiricalFisherBlock) {
   KronBatch kb(GetParam(), 1);
-  const auto J = oracle::per_sample_grads(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
+  const auto J = oracle::per_sample_grads(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
   const auto EF = torch::mm(J.t(), J);
   const auto& plan = kron::plan(*kb.state, "test");
   for (size_t i = 0; i < plan.blocks.size(); ++i) {
@@ -169,7 +169,7 @@ TEST_P(SingleDatum, EkfacIsTheEmpiricalFisherBlock) {
 
 TEST_P(SingleDatum, IekfacIsTheIefBlock) {
   KronBatch kb(GetParam(), 1);
-  const auto J = oracle::per_sample_grads(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
+  const auto J = oracle::per_sample_grads(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
   const double s = oracle_logit_grad(kb.f).square().sum().item<double>();
   const auto iEF = torch::mm(J.t(), J) / s;  // Jᵀ diag(1/s) J
   const auto g = J.sum(0);
@@ -188,12 +188,12 @@ TEST_P(SingleDatum, IekfacIsTheIefBlock) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, SingleDatum,
                          testing::Values("mlp_tanh_ce", "mlp_relu_ce", "mlp_gelu_ce", "mlp_tanh_mse", "lora_ce",
-                                         "mlp_sigmoid_ce"),
+                                         "mlp_sigmoid_ce", "mlp_tanh_bce", "ae_bce"),
                          [](const testing::TestParamInfo<std::string>& info) { return info.param; });
 
 void expect_kfac_exact_is_ggn(const std::string& fixture, int64_t n, bool reduce, bool exact) {
   KronBatch kb(fixture, n);
-  const auto F = oracle::fisher(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
+  const auto F = oracle::fisher(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
   const auto& plan = kron::plan(*kb.state, "test");
   ASSERT_EQ(plan.blocks.size(), 3u);
   for (size_t i = 0; i < plan.blocks.size(); ++i) {
@@ -271,7 +271,7 @@ TEST(Kfe, EigenvaluesAreTheSampledFisherInTheKroneckerBasisAndCloserThanKfac) {
   KronBatch kb("mlp_tanh_ce", N, K, 5);
   const auto rows = seeded_rows(kb.f, kb.state->sampled_logit_grad()).reshape({K * N, -1});
   const auto Fhat = torch::mm(rows.t(), rows) / double(K);  // the sampled Fisher, same draws
-  const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
+  const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
   const double lambda = 1e-3;
   const auto d = kb.direction("kfe", lambda).d;
   for (size_t i = 0; i < kron::plan(*kb.state, "test").blocks.size(); ++i) {
@@ -294,10 +294,10 @@ TEST(Kfe, AtLeastAsCloseToTheExactFisherBlockAsKfac) {
   // datum kfe is closer to the exact block than kfac, block by block.
   const int64_t N = 8, K = 8192;
   KronBatch kb("mlp_tanh_ce", N, K, 9);
-  const auto F = oracle::fisher(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
+  const auto F = oracle::fisher(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
   const auto rows = seeded_rows(kb.f, kb.state->sampled_logit_grad()).reshape({K * N, -1});
   const auto Fhat = torch::mm(rows.t(), rows) / double(K);
-  const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
+  const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
   const auto d = kb.direction("kfe", 1e-3).d;
   for (size_t i = 0; i < kron::plan(*kb.state, "test").blocks.size(); ++i) {
     const auto idx = indices_of_block(kb, i);
@@ -332,7 +332,7 @@ TEST(KroneckerDirections, BlocksAreDenseSolvesOfTheirKroneckerMatrices) {
   for (const auto* fixture : {"seq_ce", "conv_ce", "lora_ce"}) {
     for (bool reduce : {false, true}) {
       KronBatch kb(fixture, 5, 2, 3);
-      const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
+      const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
       solvers::MethodOptions options;
       options.kfac_reduce = reduce;
       for (const auto& ms : kKfacMethods) {
@@ -366,9 +366,9 @@ TEST(KroneckerDirections, UncoveredParametersGetTheDiagonalOfTheSameStatistic) {
     for (int64_t j = 0; j < kb.f.model->parameter(name).numel(); ++j) idx.push_back(offsets[p] + j);
   }
   const auto u = torch::tensor(idx, torch::kLong);
-  const auto J = oracle::per_sample_grads(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy).index_select(1, u);
+  const auto J = oracle::per_sample_grads(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss).index_select(1, u);
   const auto s = oracle_logit_grad(kb.f).square().sum(1);
-  const auto F = oracle::fisher(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
+  const auto F = oracle::fisher(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
   const auto Jhat = seeded_rows(kb.f, kb.state->sampled_logit_grad()).index_select(2, u);  // [K, N, U]
   const auto g = J.sum(0);
   const std::map<std::string, at::Tensor> diagonals = {
@@ -388,8 +388,8 @@ TEST(KroneckerDirections, UncoveredParametersGetTheDiagonalOfTheSameStatistic) {
 
 TEST(KroneckerDirections, PseudoInverseAtZeroDamping) {
   KronBatch kb("mlp_tanh_ce", 1);
-  const auto F = oracle::fisher(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
-  const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
+  const auto F = oracle::fisher(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
+  const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
   const auto dir = kb.direction("kfac-exact", 0.0);
   EXPECT_EQ(dir.status, solvers::SolveStatus::kPseudoInverse);  // A = a aᵀ has rank 1
   for (size_t i = 0; i < kron::plan(*kb.state, "test").blocks.size(); ++i) {
@@ -427,7 +427,7 @@ TEST(KroneckerAndShampoo, EveryMethodGivesAFiniteDescentDirection) {
                                             "fishy"};
   for (const auto* fixture : {"conv_ce", "seq_ce", "seq_emb_ce", "lora_ce", "norm_ce", "mlp_sigmoid_ce"}) {
     KronBatch kb(fixture, 6, 2, 11);
-    const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
+    const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
     for (const auto& method : methods) {
       for (double lambda : {0.0, 1e-3}) {
         const auto d = kb.direction(method, lambda).d;

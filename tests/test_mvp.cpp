@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "checkpoints/error.h"
 #include "mvp/dense.h"
 #include "mvp/fisher.h"
 #include "mvp/linearisation.h"
@@ -38,7 +39,7 @@ class MvpTest : public testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
     f_ = load_fixture(GetParam().fixture, 8);
-    loss_ = mvp::make_loss(f_.cross_entropy ? "cross-entropy" : "squared-error");
+    loss_ = mvp::make_loss(loss_name(f_.loss));
     lin_ = std::make_unique<mvp::Linearisation>(*f_.model, f_.params, f_.batch.inputs,
                                                 mvp::LinearisationOptions{GetParam().engine, GetParam().jvp});
   }
@@ -50,12 +51,12 @@ class MvpTest : public testing::TestWithParam<Case> {
 };
 
 TEST_P(MvpTest, PerSampleGradientsMatchOracle) {
-  const auto J = oracle::per_sample_grads(*f_.model, f_.params, f_.batch, f_.cross_entropy);
+  const auto J = oracle::per_sample_grads(*f_.model, f_.params, f_.batch, f_.loss);
   EXPECT_LT(rel_err(lin_->per_sample(r()), J), kTol);
 }
 
 TEST_P(MvpTest, GramMatchesOracle) {
-  const auto J = oracle::per_sample_grads(*f_.model, f_.params, f_.batch, f_.cross_entropy);
+  const auto J = oracle::per_sample_grads(*f_.model, f_.params, f_.batch, f_.loss);
   EXPECT_LT(rel_err(lin_->gram(r(), r()), torch::mm(J, J.t())), kTol);
   // Two different seed sets (a cross-Gram with a leading seed axis of 2).
   const auto u = torch::randn({2, lin_->logits().size(0)}, torch::kDouble);
@@ -67,7 +68,7 @@ TEST_P(MvpTest, GramMatchesOracle) {
 }
 
 TEST_P(MvpTest, VjpIsTheGradient) {
-  const auto g = oracle::gradient(*f_.model, f_.params, f_.batch, f_.cross_entropy);
+  const auto g = oracle::gradient(*f_.model, f_.params, f_.batch, f_.loss);
   EXPECT_LT(rel_err(lin_->vjp(r()), g), kTol);
 }
 
@@ -92,7 +93,7 @@ class TapsTest : public MvpTest {};
 
 TEST_P(TapsTest, TapsContractionsMatchOracle) {
   ASSERT_EQ(lin_->per_sample_engine(), mvp::PerSampleEngine::kTaps);
-  const auto J = oracle::per_sample_grads(*f_.model, f_.params, f_.batch, f_.cross_entropy);
+  const auto J = oracle::per_sample_grads(*f_.model, f_.params, f_.batch, f_.loss);
   const auto b = lin_->tap_grads(r());
   const auto x = torch::randn({J.size(0)}, torch::kDouble);
   EXPECT_LT(rel_err(lin_->combine(b, x), torch::mv(J.t(), x)), kTol);  // Jᵀx without a backward pass
@@ -107,7 +108,7 @@ TEST_P(TapsTest, TapsContractionsMatchOracle) {
 }
 
 TEST_P(MvpTest, FisherProductsMatchDenseOracle) {
-  const auto F = oracle::fisher(*f_.model, f_.params, f_.batch, f_.cross_entropy);
+  const auto F = oracle::fisher(*f_.model, f_.params, f_.batch, f_.loss);
   mvp::Fisher fisher(*lin_, *loss_, f_.batch.targets);
   const auto v = torch::randn({F.size(0)}, torch::kDouble);
   EXPECT_LT(rel_err(fisher.mv(v), torch::mv(F, v)), kTol);
@@ -128,6 +129,9 @@ const std::vector<Case> kCases = {
     {"mlp_gelu_ce", mvp::PerSampleEngine::kAuto, mvp::JvpEngine::kAuto},
     {"mlp_tanh_mse", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kAuto},
     {"mlp_tanh_mse", mvp::PerSampleEngine::kLoop, mvp::JvpEngine::kDoubleBackward},
+    {"mlp_tanh_bce", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kForward},
+    {"mlp_tanh_bce", mvp::PerSampleEngine::kLoop, mvp::JvpEngine::kDoubleBackward},
+    {"ae_bce", mvp::PerSampleEngine::kAuto, mvp::JvpEngine::kAuto},
     {"deep_linear_mse", mvp::PerSampleEngine::kAuto, mvp::JvpEngine::kAuto},
     {"seq_ce", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kForward},
     {"seq_ce", mvp::PerSampleEngine::kLoop, mvp::JvpEngine::kDoubleBackward},
@@ -151,6 +155,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, MvpTest, testing::ValuesIn(kCases), case_name
 const std::vector<Case> kTapsCases = {
     {"mlp_tanh_ce", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kAuto},
     {"mlp_tanh_mse", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kAuto},
+    {"mlp_tanh_bce", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kTaps},
     {"seq_ce", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kTaps},
     {"conv_ce", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kTaps},
     {"lora_ce", mvp::PerSampleEngine::kTaps, mvp::JvpEngine::kAuto},
@@ -198,20 +203,20 @@ class LossTest : public testing::TestWithParam<std::string> {};
 
 TEST_P(LossTest, DerivativesMatchAutograd) {
   auto f = load_fixture(GetParam(), 6);
-  const auto loss = mvp::make_loss(f.cross_entropy ? "cross-entropy" : "squared-error");
+  const auto loss = mvp::make_loss(loss_name(f.loss));
   at::Tensor z;
   {
     torch::NoGradGuard ng;
     z = f.model->forward(f.batch.inputs);
   }
   const auto& y = f.batch.targets;
-  EXPECT_LT(rel_err(loss->per_sample(z, y), oracle::per_sample_loss(z, y, f.cross_entropy)), 1e-13);
+  EXPECT_LT(rel_err(loss->per_sample(z, y), oracle::per_sample_loss(z, y, f.loss)), 1e-13);
   // ∇_z l
   auto zg = z.clone().requires_grad_(true);
-  const auto g = torch::autograd::grad({oracle::per_sample_loss(zg, y, f.cross_entropy).sum()}, {zg})[0];
+  const auto g = torch::autograd::grad({oracle::per_sample_loss(zg, y, f.loss).sum()}, {zg})[0];
   EXPECT_LT(rel_err(loss->logit_grad(z, y), g), 1e-13);
   // H v and S Sᵀ = H, per sample (the oracle Hessian is over all of a sample's outputs).
-  const auto H = oracle::loss_hessian(z, y, f.cross_entropy);  // [N, Z, Z]
+  const auto H = oracle::loss_hessian(z, y, f.loss);  // [N, Z, Z]
   const int64_t N = z.size(0), Z = z.numel() / N;
   const auto v = torch::randn_like(z);
   const auto Hv = torch::bmm(H, v.reshape({N, Z, 1})).reshape(z.sizes());
@@ -232,7 +237,7 @@ TEST_P(LossTest, DerivativesMatchAutograd) {
 
 TEST_P(LossTest, SampledGradientsHaveTheFisherAsCovariance) {
   auto f = load_fixture(GetParam(), 3);
-  const auto loss = mvp::make_loss(f.cross_entropy ? "cross-entropy" : "squared-error");
+  const auto loss = mvp::make_loss(loss_name(f.loss));
   at::Tensor z;
   {
     torch::NoGradGuard ng;
@@ -245,7 +250,7 @@ TEST_P(LossTest, SampledGradientsHaveTheFisherAsCovariance) {
   // E[ĝ] = 0 and E[ĝ ĝᵀ] = H per sample (a Monte-Carlo check: 5 standard errors).
   EXPECT_LT(flat.mean(0).abs().max().item<double>(), 5.0 / std::sqrt(double(K)) * 2);
   const auto cov = torch::einsum("kni,knj->nij", {flat, flat}) / double(K);
-  const auto H = oracle::loss_hessian(z, f.batch.targets, f.cross_entropy);
+  const auto H = oracle::loss_hessian(z, f.batch.targets, f.loss);
   // Ignore cross-token blocks (sampled tokens are independent, H is block-diagonal too).
   EXPECT_LT((cov - H).abs().max().item<double>(), 5.0 * std::sqrt(2.0 / K) * 2);
   // Same seed, same draws; another seed, other draws.
@@ -255,7 +260,7 @@ TEST_P(LossTest, SampledGradientsHaveTheFisherAsCovariance) {
                             loss->sampled_logit_grad(z, f.batch.targets, 3, 12)));
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, LossTest, testing::Values("mlp_tanh_ce", "mlp_tanh_mse", "seq_ce"),
+INSTANTIATE_TEST_SUITE_P(Fixtures, LossTest, testing::Values("mlp_tanh_ce", "mlp_tanh_mse", "seq_ce", "mlp_tanh_bce"),
                          [](const testing::TestParamInfo<std::string>& info) { return info.param; });
 
 TEST(Loss, ClearErrorsForTargetsThatDoNotFit) {
@@ -273,6 +278,52 @@ TEST(Loss, ClearErrorsForTargetsThatDoNotFit) {
   const auto mse = mvp::make_loss("squared-error");
   EXPECT_THROW(mse->check(z, torch::zeros({4, 2}, torch::kDouble)), std::exception);
   EXPECT_THROW(mvp::make_loss("hinge"), std::exception);
+  // Binary cross-entropy: one floating target in [0, 1] per output unit.
+  const auto bce = mvp::make_loss("binary-cross-entropy");
+  EXPECT_NO_THROW(bce->check(z, torch::full({4, 3}, 0.25, torch::kDouble)));
+  EXPECT_THROW(bce->check(z, torch::zeros({4, 3}, torch::kLong)), InputError);
+  EXPECT_THROW(bce->check(z, torch::zeros({4, 2}, torch::kDouble)), InputError);
+  EXPECT_THROW(bce->check(z, torch::full({4, 3}, 1.5, torch::kDouble)), InputError);
+  EXPECT_THROW(bce->check(z, torch::full({4, 3}, -0.1, torch::kDouble)), InputError);
+  EXPECT_THROW(bce->check(z, torch::full({4, 3}, std::nan(""), torch::kDouble)), InputError);
+}
+
+TEST(Loss, AutoNeverGuessesBinaryCrossEntropy) {
+  const auto floats = torch::rand({4, 3}, torch::kDouble);  // in [0, 1], yet squared error unless told
+  EXPECT_EQ(mvp::resolve_loss_name("auto", "", floats), "squared-error");
+  EXPECT_EQ(mvp::resolve_loss_name("auto", "", torch::zeros({4}, torch::kLong)), "cross-entropy");
+  EXPECT_EQ(mvp::resolve_loss_name("auto", "binary-cross-entropy", floats), "binary-cross-entropy");
+  EXPECT_EQ(mvp::resolve_loss_name("binary-cross-entropy", "", floats), "binary-cross-entropy");
+}
+
+TEST(Loss, BinaryCrossEntropyWrittenOut) {
+  // l = Σ_units softplus(z) − y z, ∇ = σ(z) − y, H = diag(σ(1 − σ)), target probability the
+  // geometric mean of σ^y (1 − σ)^(1 − y) over units; also for large |z| (no overflow).
+  const auto bce = mvp::make_loss("binary-cross-entropy");
+  const auto z = torch::tensor({{0.3, -2.0, 50.0}, {-40.0, 1.5, 0.0}}, torch::kDouble);
+  const auto y = torch::tensor({{1.0, 0.0, 0.25}, {0.0, 0.7, 1.0}}, torch::kDouble);
+  const auto l = bce->per_sample(z, y);
+  for (int n = 0; n < 2; ++n) {
+    double expected = 0, logp = 0;
+    for (int i = 0; i < 3; ++i) {
+      const double zi = z[n][i].item<double>(), yi = y[n][i].item<double>();
+      const double sp = zi > 0 ? zi + std::log1p(std::exp(-zi)) : std::log1p(std::exp(zi));
+      expected += sp - yi * zi;
+      const double sig = 1 / (1 + std::exp(-zi));
+      logp += yi * std::log(sig) + (1 - yi) * std::log1p(-sig);
+      EXPECT_NEAR(bce->logit_grad(z, y)[n][i].item<double>(), sig - yi, 1e-15);
+    }
+    EXPECT_NEAR(l[n].item<double>(), expected, 1e-12 * std::max(1.0, expected));
+    if (n == 1) EXPECT_NEAR(bce->target_prob(z, y)[n].item<double>(), std::exp(logp / 3), 1e-13);
+  }
+  EXPECT_TRUE(torch::isfinite(l).all().item<bool>());
+  const auto v = torch::randn_like(z);
+  const auto s = torch::sigmoid(z);
+  EXPECT_LT(rel_err(bce->hessian_vp(z, y, v), s * (1 - s) * v), 1e-15);
+  // Sampled gradients are σ(z) − ŷ with ŷ ∈ {0, 1}.
+  const auto draws = bce->sampled_logit_grad(z, y, 5, 3);
+  const auto yhat = s.unsqueeze(0) - draws;
+  EXPECT_TRUE(yhat.mul(1 - yhat).abs().lt(1e-12).all().item<bool>());
 }
 
 TEST(Loss, IgnoredTokensContributeNothing) {

@@ -44,10 +44,10 @@ std::vector<BlockShape> blocks_of(KronBatch& kb) {
 }
 
 TEST(Shampoo, EveryLayerIsTheDenseFormula) {
-  for (const auto* fixture : {"softmax_reg_ce", "mlp_tanh_mse", "conv_ce", "seq_ce", "lora_ce"}) {
+  for (const auto* fixture : {"softmax_reg_ce", "mlp_tanh_mse", "conv_ce", "seq_ce", "lora_ce", "mlp_tanh_bce"}) {
     const int64_t N = 6, K = 3;
     KronBatch kb(fixture, N, K, 21);
-    const auto J = oracle::per_sample_grads(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);  // [N, P]
+    const auto J = oracle::per_sample_grads(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);  // [N, P]
     const auto Jhat = seeded_rows(kb.f, kb.state->sampled_logit_grad()).reshape({K * N, -1});          // [KN, P]
     const auto g = J.sum(0);
     for (double lambda : {1e-3, 0.1}) {
@@ -71,7 +71,7 @@ TEST(Shampoo, EveryLayerIsTheDenseFormula) {
 TEST(Shampoo, SingleLayerAtZeroDampingUsesTheRelativeEpsilon) {
   const int64_t N = 8;
   KronBatch kb("softmax_reg_ce", N);
-  const auto J = oracle::per_sample_grads(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
+  const auto J = oracle::per_sample_grads(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
   const auto b = blocks_of(kb).at(0);
   const auto G = J.sum(0).index_select(0, b.idx).reshape({b.rows, b.cols});
   const auto Gs = J.index_select(1, b.idx).reshape({N, b.rows, b.cols});
@@ -91,7 +91,7 @@ TEST(Shampoo, SingleLayerAtZeroDampingUsesTheRelativeEpsilon) {
 TEST(Shampoo, UncoveredParametersGetAFullMatrixOfTheirOwn) {
   const int64_t N = 6, K = 2;
   KronBatch kb("norm_ce", N, K, 4);
-  const auto J = oracle::per_sample_grads(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
+  const auto J = oracle::per_sample_grads(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
   const auto Jhat = seeded_rows(kb.f, kb.state->sampled_logit_grad()).reshape({K * N, -1});
   const auto g = J.sum(0);
   const auto offsets = param_offsets(*kb.f.model, kb.f.params);
@@ -157,7 +157,7 @@ TEST(Fishy, OutputLayerAgreesWithFimShampooHiddenLayersAreSampledLocally) {
   const auto bs = solvers::local_output_grad_samples("sigmoid", o.unsqueeze(1), K, solvers::layer_seed(seed, 0));
   const auto xa = torch::cat({x, torch::ones({N, 1}, torch::kDouble)}, 1);
   const auto Gs = torch::einsum("kno,ni->knoi", {bs.squeeze(2), xa}).reshape({K * N, 5, 7});
-  const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.cross_entropy);
+  const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
   const auto G = g.index_select(0, blocks[0].idx).reshape({5, 7});
   const auto expected = dense_shampoo(Gs, torch::full({K * N}, 1.0 / K, torch::kDouble), G, lambda, 0.5);
   EXPECT_LT(rel_err(fishy.index_select(0, blocks[0].idx), expected.reshape({-1})), 1e-9);

@@ -24,13 +24,13 @@ class SolverTest : public testing::TestWithParam<std::string> {
   void SetUp() override { setup(GetParam(), 8); }
   void setup(const std::string& name, int64_t n, int64_t mc_samples = 2) {
     f_ = load_fixture(name, n);
-    loss_ = mvp::make_loss(f_.cross_entropy ? "cross-entropy" : "squared-error");
+    loss_ = mvp::make_loss(loss_name(f_.loss));
     lin_ = std::make_unique<mvp::Linearisation>(*f_.model, f_.params, f_.batch.inputs);
     state_ = std::make_unique<solvers::BatchState>(*lin_, *loss_, f_.batch.targets,
                                                    solvers::BatchStateOptions{mc_samples, 42, 0.0});
-    J_ = oracle::per_sample_grads(*f_.model, f_.params, f_.batch, f_.cross_entropy);
+    J_ = oracle::per_sample_grads(*f_.model, f_.params, f_.batch, f_.loss);
     g_ = J_.sum(0);
-    F_ = oracle::fisher(*f_.model, f_.params, f_.batch, f_.cross_entropy);
+    F_ = oracle::fisher(*f_.model, f_.params, f_.batch, f_.loss);
     s_ = state_->logit_grad_norm_sq();
   }
   at::Tensor direction(const std::string& method, double lambda) {
@@ -197,7 +197,8 @@ TEST_P(SolverTest, EveryFormOfADirectionScoresTheSame) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, SolverTest, testing::Values("mlp_tanh_ce", "mlp_tanh_mse", "seq_ce", "lora_ce"),
+INSTANTIATE_TEST_SUITE_P(Fixtures, SolverTest,
+                         testing::Values("mlp_tanh_ce", "mlp_tanh_mse", "seq_ce", "lora_ce", "mlp_tanh_bce"),
                          [](const testing::TestParamInfo<std::string>& info) { return info.param; });
 
 TEST(SolverEdgeCases, DuplicateSamplesMakeTheGramSingular) {

@@ -25,7 +25,9 @@ int run_bench(const std::vector<std::string>& args) {
        "scripts/native_to_torchscript.py and the PyTorch baseline)")
       ("data", po::value<std::string>()->default_value("fashion-mnist:test"), "data (HDF5 file or fashion-mnist[:split]); the first batch is used")
       ("params", po::value<std::string>()->default_value(""), "parameter globs (default: saved requires_grad)")
-      ("loss", po::value<std::string>()->default_value("auto"), "auto | cross-entropy | squared-error")
+      ("loss", po::value<std::string>()->default_value("auto"),
+       "auto | cross-entropy | squared-error | binary-cross-entropy (auto: the checkpoint's loss, else from the "
+       "targets' dtype)")
       ("batch-size", po::value<int64_t>()->default_value(32), "samples per batch N")
       ("methods", po::value<std::string>()->default_value(""), "comma-separated methods (default: every registered method but ng-cg and ng-dense)")
       ("dampings", po::value<int64_t>()->default_value(10), "damping values per method (log grid 1e-6..1, relative)")

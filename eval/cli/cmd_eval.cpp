@@ -81,7 +81,9 @@ int run_eval(const std::vector<std::string>& args) {
        "parameters to evaluate: comma-separated globs on qualified names (e.g. '*lora*,head.*'); empty = those "
        "saved with requires_grad")
       ("loss", po::value<std::string>()->default_value("auto"),
-       "auto | cross-entropy | squared-error (auto: the checkpoint's fisheval_loss, else from the targets' dtype)");
+       "auto | cross-entropy | squared-error | binary-cross-entropy (auto: the checkpoint's recorded loss, else "
+       "from the targets' dtype: integer → cross-entropy, floating → squared-error; binary-cross-entropy is never "
+       "guessed)");
   po::options_description batches("Batches");
   batches.add_options()
       ("batch-size", po::value<int64_t>()->default_value(32), "samples per batch N")

@@ -16,12 +16,24 @@ import torch.nn.functional as F
 SHAMPOO_EPSILON = 1e-12   # fisheval's default --shampoo-epsilon (relative to the largest eigenvalue)
 
 
+def loss_name(ce):
+    """The likelihood: `ce` is a loss name, or True (cross-entropy) / False (squared error)."""
+    if isinstance(ce, str):
+        return ce
+    return "cross-entropy" if ce else "squared-error"
+
+
 def per_sample_loss(z, y, ce):
-    """l_n: cross-entropy summed over a sample's tokens (−100 ignored), or ½‖z − y‖²."""
-    if ce:
+    """l_n: cross-entropy summed over a sample's tokens (−100 ignored), ½‖z − y‖², or binary
+    cross-entropy (a Bernoulli per output unit, targets in [0, 1]) summed over the units."""
+    loss = loss_name(ce)
+    if loss == "cross-entropy":
         c = z.shape[-1]
         return F.cross_entropy(z.reshape(-1, c), y.reshape(-1), reduction="none", ignore_index=-100) \
             .reshape(z.shape[0], -1).sum(1)
+    if loss == "binary-cross-entropy":
+        return F.binary_cross_entropy_with_logits(z, y.to(z.dtype), reduction="none").reshape(z.shape[0], -1).sum(1)
+    assert loss == "squared-error", loss
     return 0.5 * ((z - y) ** 2).reshape(z.shape[0], -1).sum(1)
 
 
@@ -88,16 +100,21 @@ class Oracle:
 
     def sampled_rows(self, seed, K=1):
         """Ĵ [K·N, P] (rows k·N + n): ∇θ(−log p(ŷ|z_n)) for labels drawn as fisheval draws them
-        (cross-entropy: torch.multinomial of the float64 CPU softmax, K per token, from a
+        (cross-entropy: torch.multinomial of the float64 CPU softmax, K per token; binary
+        cross-entropy: torch.bernoulli of the float64 CPU σ(z) expanded to [K, *z]; from a
         generator seeded with `seed`; mvp/loss.cpp)."""
         z = self.z.detach().to(torch.float64)
-        C = z.shape[-1]
-        p = torch.softmax(z, -1).reshape(-1, C)
-        labels = torch.multinomial(p, K, replacement=True, generator=torch.Generator().manual_seed(seed))
-        onehot = torch.nn.functional.one_hot(labels.t().contiguous(), C).to(torch.float64)   # [K, rows, C]
-        grads = (p.unsqueeze(0) - onehot).reshape((K,) + tuple(z.shape))
-        mask = (self.y != -100).to(torch.float64).unsqueeze(-1)
-        grads = grads * mask
+        if loss_name(self.ce) == "binary-cross-entropy":
+            mean = torch.sigmoid(z).unsqueeze(0).expand((K,) + tuple(z.shape)).contiguous()
+            grads = mean - torch.bernoulli(mean, generator=torch.Generator().manual_seed(seed))
+        else:
+            C = z.shape[-1]
+            p = torch.softmax(z, -1).reshape(-1, C)
+            labels = torch.multinomial(p, K, replacement=True, generator=torch.Generator().manual_seed(seed))
+            onehot = torch.nn.functional.one_hot(labels.t().contiguous(), C).to(torch.float64)   # [K, rows, C]
+            grads = (p.unsqueeze(0) - onehot).reshape((K,) + tuple(z.shape))
+            mask = (self.y != -100).to(torch.float64).unsqueeze(-1)
+            grads = grads * mask
         n = batch_size(self.x)
         rows = []
         for k in range(K):

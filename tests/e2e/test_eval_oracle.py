@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from common import Failures, fixture, run, work_dir
-from oracle import Oracle
+from oracle import Oracle, splitmix64
 
 DAMPINGS = [0.0, 1e-3, 0.1]
 METHODS = ["sgd", "ef", "ief", "ief-param", "ng-dense", "ng-cg"]
@@ -75,10 +75,58 @@ def check_fixture(fx, name, batch_size=6, num_batches=2, extra=()):
     return out
 
 
+# The original modules of the binary cross-entropy fixtures (tests/fixtures/make_fixtures.py),
+# rebuilt here and given the checkpoint's parameters, so that the oracle's layer hooks see
+# plain nn.Linear layers.
+BERNOULLI_MODULES = {
+    "mlp_tanh_bce": lambda: torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 5)),
+    "ae_bce": lambda: torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Sigmoid(), torch.nn.Linear(5, 2),
+                                          torch.nn.Linear(2, 5), torch.nn.Tanh(), torch.nn.Linear(5, 6)),
+}
+
+
+def check_bernoulli(fx, name, batch_size=5, seed=3):
+    """Binary cross-entropy read from the checkpoint (--loss auto): every Gram-form method with
+    sf on fisheval's Bernoulli draws, the deterministic layer methods, the per-sample losses
+    and target probabilities (the geometric mean of p(y|z) over the output units)."""
+    out = f"{work_dir(f'oracle-{name}')}/r.h5"
+    gram = ["sgd", "ef", "ief", "ief-param", "sf", "ng-dense", "ng-cg"]
+    layer = ["kfac-exact", "ekfac", "iekfac", "shampoo"]
+    dampings = [1e-3, 0.1]
+    run(["eval", "--checkpoints", fixture(name + ".pt"), "--data", fixture(name + ".h5"), "--batch-size",
+         str(batch_size), "--num-batches", "1", "--methods", ",".join(gram + layer), "--damping",
+         ",".join(map(str, dampings)), "--seed", str(seed), "--cg-max-iter", "2000", "--cg-rtol", "1e-12",
+         "--out", out, "--quiet"])
+    model = BERNOULLI_MODULES[name]().double()
+    model.load_state_dict(torch.jit.load(fixture(name + ".pt")).double().state_dict())
+    with h5py.File(fixture(name + ".h5"), "r") as d:
+        inputs, targets = torch.from_numpy(d["inputs"][:]).double(), torch.from_numpy(d["targets"][:]).double()
+    with h5py.File(out, "r") as f:
+        idx = f["batch_samples"][0]
+        o = Oracle(model, inputs[idx], targets[idx], "binary-cross-entropy")
+        o.Jhat = o.sampled_rows(splitmix64(seed, 0))
+        close = lambda a, e, tol=1e-8: np.allclose(a, e, rtol=tol, atol=1e-12 * max(1.0, np.abs(e).max()))
+        fx.check(close(f["per_sample_loss"][0, 0], o.losses), f"{name}: per-sample loss (the checkpoint's loss)")
+        units = o.z[0].numel()
+        fx.check(close(f["target_prob"][0, 0], np.exp(-o.losses / units)), f"{name}: target probabilities")
+        fx.check(close(f["logit_grad_norm_sq"][0, 0], o.s), f"{name}: s_n")
+        g_sgd = o.gamma(o.g)
+        fx.check(close(f["gamma_sgd"][0, 0], g_sgd), f"{name}: gamma_sgd")
+        for j, lam in enumerate(dampings):
+            dirs = o.gram_directions(lam)
+            dirs.update(o.layer_directions(lam, layer))
+            for m, method in enumerate(gram + layer):
+                expected, got = o.gamma(dirs[method]), f["gamma"][0, 0, m, j]
+                tol = 1e-5 if method == "ng-cg" else 1e-7
+                fx.check(close(got, expected, tol), f"{name} {method} λ={lam}: γ {got} vs oracle {expected}")
+
+
 def main():
     fx = Failures()
     first = check_fixture(fx, "mlp_tanh_ce")         # taps engine, classification
     check_fixture(fx, "mlp_tanh_mse")                # squared error
+    check_bernoulli(fx, "mlp_tanh_bce")              # binary cross-entropy (a Bernoulli per output unit)
+    check_bernoulli(fx, "ae_bce")
     check_fixture(fx, "seq_ce", batch_size=4)        # sequences with ignored tokens
     check_fixture(fx, "norm_ce", num_batches=1)      # untapped parameters: per-sample loop engine
     check_fixture(fx, "conv_ce", batch_size=4, num_batches=1, extra=("--jvp-engine", "double-backward"))
