@@ -136,25 +136,32 @@ at::Tensor augmented_inputs(const mvp::Linearisation& lin, const LayerBlock& blo
   return torch::cat(parts, -1);
 }
 
-at::Tensor input_factor(const at::Tensor& abar, bool reduce) {
-  const int64_t cols = abar.size(2);
+FactorRows input_factor_rows(const at::Tensor& abar, bool reduce) {
   // expand: A = (1/(N·T)) Σ_{n,t} ā_nt ā_ntᵀ;  reduce: A = (1/N) Σ_n ā_n ā_nᵀ with ā_n = mean_t ā_nt.
-  const auto rows = reduce ? abar.mean(1) : abar.reshape({-1, cols});
-  return torch::mm(rows.t(), rows) / static_cast<double>(rows.size(0));
+  const auto rows = reduce ? abar.mean(1) : abar.reshape({-1, abar.size(2)});
+  return {rows, 1.0 / static_cast<double>(rows.size(0))};
 }
 
-at::Tensor output_factor(const at::Tensor& b, const at::Tensor& weights, bool reduce) {
+at::Tensor input_factor(const at::Tensor& abar, bool reduce) {
+  const auto r = input_factor_rows(abar, reduce);
+  return torch::mm(r.Z.t(), r.Z) * r.scale;
+}
+
+FactorRows output_factor_rows(const at::Tensor& b, const at::Tensor& weights, bool reduce) {
   const int64_t S = b.size(0), N = b.size(1), T = b.size(2), rows = b.size(3);
   const auto w = weights.defined() ? weights.to(b.options()) : torch::ones({S, N}, b.options());
   if (reduce) {
     // B = Σ_{s,n} w_sn b_sn b_snᵀ with b_sn = Σ_t b_snt.
-    const auto x = b.sum(2).reshape({S * N, rows});
-    return torch::mm((x * w.reshape({S * N, 1})).t(), x);
+    return {b.sum(2).reshape({S * N, rows}) * w.sqrt().reshape({S * N, 1}), 1.0};
   }
   // B = Σ_{s,n,t} w_sn b_snt b_sntᵀ.
-  const auto x = b.reshape({S * N * T, rows});
-  const auto wt = w.unsqueeze(2).expand({S, N, T}).reshape({S * N * T, 1});
-  return torch::mm((x * wt).t(), x);
+  const auto wt = w.sqrt().unsqueeze(2).expand({S, N, T}).reshape({S * N * T, 1});
+  return {b.reshape({S * N * T, rows}) * wt, 1.0};
+}
+
+at::Tensor output_factor(const at::Tensor& b, const at::Tensor& weights, bool reduce) {
+  const auto r = output_factor_rows(b, weights, reduce);
+  return torch::mm(r.Z.t(), r.Z) * r.scale;
 }
 
 at::Tensor per_sample_matrices(const at::Tensor& b_s, const at::Tensor& abar) {
@@ -205,7 +212,23 @@ at::Tensor rotated_second_moment(const at::Tensor& b, const at::Tensor& abar, co
 Eigen symmetric_eigen(const at::Tensor& M) {
   const auto M64 = M.to(torch::kDouble);
   auto [values, vectors] = at::linalg_eigh(0.5 * (M64 + M64.t()));
-  return {values.clamp_min(0), vectors};
+  return {values.clamp_min(0), vectors, M.size(0)};
+}
+
+Eigen factor_eigen(const FactorRows& rows, Factorisation how) {
+  const auto Z = rows.Z.to(torch::kDouble);
+  const int64_t m = Z.size(0), d = Z.size(1);
+  const bool thin = how == Factorisation::kThin || (how == Factorisation::kAuto && m < d);
+  if (!thin) return symmetric_eigen(torch::mm(Z.t(), Z) * rows.scale);
+  // K = scale·Z Zᵀ [m, m]; M (Zᵀv) = scale·Zᵀ(Z Zᵀ v) = σ Zᵀv and ‖Zᵀv‖² = σ/scale.
+  const auto K = torch::mm(Z, Z.t()) * rows.scale;
+  auto [sigma, V] = at::linalg_eigh(0.5 * (K + K.t()));
+  const double top = m > 0 ? sigma.max().item<double>() : 0.0;
+  const auto keep = sigma.gt(kPseudoInverseRcond * top).logical_and(sigma.gt(0)).nonzero().squeeze(1);
+  sigma = sigma.index_select(0, keep);
+  V = V.index_select(1, keep);
+  const auto U = torch::mm(Z.t(), V) * (rows.scale / sigma).sqrt().unsqueeze(0);  // u = √scale·Zᵀv/√σ
+  return {sigma, U, d};
 }
 
 at::Tensor rotate(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& G) {
@@ -315,10 +338,13 @@ const std::vector<at::Tensor>& output_grads(BatchState& state, Statistic statist
   });
 }
 
-const std::vector<Eigen>& input_factors(BatchState& state, bool reduce, const std::string& method) {
-  return state.memo<std::vector<Eigen>>(reduce ? "kron/A/reduce" : "kron/A/expand", [&] {
+const std::vector<Eigen>& input_factors(BatchState& state, bool reduce, Factorisation how, const std::string& method) {
+  const auto key = fmt::format("kron/A/{}/{}", reduce ? "reduce" : "expand", factorisation_name(how));
+  return state.memo<std::vector<Eigen>>(key, [&] {
     std::vector<Eigen> out;
-    for (const auto& abar : augmented_inputs(state, method)) out.push_back(symmetric_eigen(input_factor(abar, reduce)));
+    for (const auto& abar : augmented_inputs(state, method)) {
+      out.push_back(factor_eigen(input_factor_rows(abar, reduce), how));
+    }
     return out;
   });
 }

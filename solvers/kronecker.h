@@ -42,6 +42,7 @@
 
 #include "solvers/batch_state.h"
 #include "solvers/budget.h"
+#include "solvers/factorisation.h"
 
 namespace fisheval::solvers::kron {
 
@@ -76,9 +77,18 @@ void put_uncovered(at::Tensor& flat, const at::Tensor& values, const mvp::ParamL
 // ā [N, T, cols], float64: the layer input (when the weight is selected) and a column of
 // ones (when the bias is).
 at::Tensor augmented_inputs(const mvp::Linearisation& lin, const LayerBlock& block);
-// A from ā [N, T, cols] (expand or reduce, see above).
+// A factor as the vectors it sums: M = scale·ZᵀZ for Z [m, d].
+struct FactorRows {
+  at::Tensor Z;
+  double scale = 1.0;
+};
+// A's rows from ā [N, T, cols] (expand: the N·T tokens, scale 1/(N·T); reduce: the N
+// token means, scale 1/N), and A itself.
+FactorRows input_factor_rows(const at::Tensor& abar, bool reduce);
 at::Tensor input_factor(const at::Tensor& abar, bool reduce);
-// B from b [S, N, T, rows] and weights [S, N] (undefined: all 1).
+// B's rows √w_sn·b_snt (expand) or √w_sn·Σ_t b_snt (reduce) from b [S, N, T, rows] and
+// weights [S, N] ≥ 0 (undefined: all 1), scale 1; and B itself.
+FactorRows output_factor_rows(const at::Tensor& b, const at::Tensor& weights, bool reduce);
 at::Tensor output_factor(const at::Tensor& b, const at::Tensor& weights, bool reduce);
 // Ĝ_sn = Σ_t b_snt ā_ntᵀ for seed set s: [N, rows, cols].
 at::Tensor per_sample_matrices(const at::Tensor& b_s, const at::Tensor& abar);
@@ -92,11 +102,18 @@ at::Tensor rotated_second_moment(const at::Tensor& b, const at::Tensor& abar, co
                                  const at::Tensor& UB, const at::Tensor& UA);
 
 // Eigen-decomposition of a symmetric PSD matrix in float64: M = U diag(σ) Uᵀ with σ
-// ascending and clamped at 0 (rounding can make them slightly negative).
+// ascending and clamped at 0 (rounding can make them slightly negative). A thin one has
+// orthonormal columns U [dim, r], r < dim, and M is exactly 0 on their complement.
 struct Eigen {
   at::Tensor values, vectors;
+  int64_t dim = 0;
+  bool thin() const { return vectors.size(1) < dim; }
 };
 Eigen symmetric_eigen(const at::Tensor& M);
+// The eigenpairs of M = scale·ZᵀZ (solvers/factorisation.h): full, or thin from the m×m
+// matrix K = scale·Z Zᵀ — K v = σ v gives M u = σ u for u = √scale·Zᵀv/√σ — keeping
+// σ > 1e-12·max σ (the rest is the exact zero eigenspace up to rounding).
+Eigen factor_eigen(const FactorRows& rows, Factorisation how);
 
 // X = U_B [(U_Bᵀ G U_A) / (D + λ)] U_Aᵀ for D [rows, cols] ≥ 0: the damped inverse of
 // a block diagonal in the basis U_B ⊗ U_A applied to G. At λ = 0 the pseudo-inverse:
@@ -140,8 +157,8 @@ const BlockPlan& plan(BatchState& state, const std::string& method);
 const std::vector<at::Tensor>& augmented_inputs(BatchState& state, const std::string& method);
 // b [S, N, T, rows] per block, float64, for the statistic's seeds.
 const std::vector<at::Tensor>& output_grads(BatchState& state, Statistic statistic, const std::string& method);
-// A per block, eigen-decomposed.
-const std::vector<Eigen>& input_factors(BatchState& state, bool reduce, const std::string& method);
+// A per block, eigen-decomposed (thin or full by `how`).
+const std::vector<Eigen>& input_factors(BatchState& state, bool reduce, Factorisation how, const std::string& method);
 // Per-sample rows of the uncovered parameters for the statistic's seeds, [S, N, U] float64
 // (U = plan.uncovered_size; empty when U = 0).
 const at::Tensor& uncovered_rows(BatchState& state, Statistic statistic, const std::string& method);

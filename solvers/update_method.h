@@ -12,6 +12,7 @@
 
 #include "solvers/batch_state.h"
 #include "solvers/budget.h"
+#include "solvers/factorisation.h"
 #include "solvers/cg.h"
 #include "solvers/direction.h"
 #include "solvers/gram_solve.h"
@@ -35,6 +36,7 @@ struct MethodOptions {
   CgOptions cg{};                  // ng-cg
   int64_t dense_max_params = 20000;  // ng-dense refuses larger P
   bool kfac_reduce = false;        // Kronecker methods: KFAC-reduce instead of KFAC-expand for tokens
+  Factorisation factorisation = Factorisation::kAuto;  // Kronecker factors: thin when their rank bound is smaller
   double shampoo_epsilon = 1e-12;  // Shampoo family: ε relative to the largest eigenvalue (plus λ)
   Budget budget{};                 // memory and output units a method may use per batch
 };

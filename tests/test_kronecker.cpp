@@ -6,6 +6,7 @@
 // N; KFAC-reduce is exact when the shared axis is reduced right before the loss, KFAC-expand
 // when tokens reach the loss as samples; ekfac / iekfac are the EF / iEF blocks for one
 // datum; kfac converges to kfac-exact; kfe is closer to the Fisher block than kfac.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -417,6 +418,78 @@ TEST(KroneckerDirections, DampingSweepReusesFactorsAndExpandDiffersFromReduceOnT
   // T = 1: reduce and expand coincide.
   KronBatch mlp("mlp_tanh_ce", 4, 2, 1);
   EXPECT_LT(rel_err(mlp.direction("kfac", 1e-2, reduce).d, mlp.direction("kfac", 1e-2, expand).d), 1e-12);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thin factorisations (solvers/factorisation.h): exact, so equal to the full ones.
+
+TEST(ThinFactorisation, EigenpairsReproduceTheFactorWithOrthonormalColumns) {
+  torch::manual_seed(3);
+  for (const auto& [m, d] : std::vector<std::pair<int64_t, int64_t>>{{5, 17}, {1, 9}, {12, 12}}) {
+    const auto Z = torch::randn({m, d}, torch::kDouble);
+    const kron::FactorRows rows{Z, 0.25};
+    const auto M = torch::mm(Z.t(), Z) * 0.25;
+    const auto thin = kron::factor_eigen(rows, solvers::Factorisation::kThin);
+    EXPECT_EQ(thin.dim, d);
+    EXPECT_EQ(thin.vectors.size(1), std::min(m, d));
+    EXPECT_EQ(thin.thin(), m < d);
+    EXPECT_LT(rel_err(torch::mm(thin.vectors * thin.values.unsqueeze(0), thin.vectors.t()), M), 1e-12);
+    EXPECT_LT(rel_err(torch::mm(thin.vectors.t(), thin.vectors), torch::eye(thin.vectors.size(1), torch::kDouble)),
+              1e-12);
+    const auto full = kron::factor_eigen(rows, solvers::Factorisation::kFull);
+    EXPECT_FALSE(full.thin());
+    // The nonzero eigenvalues agree; the full basis's others are 0 up to rounding.
+    const auto top = full.values.narrow(0, d - thin.values.size(0), thin.values.size(0));
+    EXPECT_LT(rel_err(thin.values, top), 1e-12);
+    if (d > thin.values.size(0)) {
+      EXPECT_LT(full.values.narrow(0, 0, d - thin.values.size(0)).abs().max().item<double>(),
+                1e-12 * full.values.max().item<double>());
+    }
+  }
+  // The auto choice: thin exactly when there are fewer vectors than dimensions.
+  EXPECT_TRUE(kron::factor_eigen({torch::randn({3, 8}, torch::kDouble), 1.0}, solvers::Factorisation::kAuto).thin());
+  EXPECT_FALSE(kron::factor_eigen({torch::randn({8, 8}, torch::kDouble), 1.0}, solvers::Factorisation::kAuto).thin());
+}
+
+TEST(ThinFactorisation, EveryKroneckerMethodEqualsTheFullOne) {
+  // Tokens (expand and reduce), Conv2d patches, LoRA, the bias column, uncovered parameters;
+  // λ = 0 (pseudo-inverse) and positive dampings: d itself, dᵀg and ‖d‖² from the blocks,
+  // and dᵀFd from the output-unit taps, thin against full.
+  for (const auto* fixture : {"seq_ce", "conv_ce", "lora_ce", "mlp_tanh_ce", "norm_ce", "mlp_tanh_mse"}) {
+    for (bool reduce : {false, true}) {
+      KronBatch kb(fixture, 3, 2, 5);
+      solvers::MethodOptions thin, full;
+      thin.kfac_reduce = full.kfac_reduce = reduce;
+      thin.factorisation = solvers::Factorisation::kThin;
+      full.factorisation = solvers::Factorisation::kFull;
+      for (const auto* method : {"kfac", "kfac-exact", "ekfac", "iekfac", "kfe"}) {
+        auto mt = solvers::make_method(method, thin), mf = solvers::make_method(method, full);
+        for (double lambda : {0.0, 1e-4, 1e-1, 10.0}) {
+          const auto where = fmt::format("{} {} {} λ = {}", fixture, method, reduce ? "reduce" : "expand", lambda);
+          const auto bt = mt->weights_only(*kb.state, lambda), bf = mf->weights_only(*kb.state, lambda);
+          EXPECT_EQ(bt.status, bf.status) << where;
+          EXPECT_LT(rel_err(kb.state->materialise(bt), kb.state->materialise(bf)), 1e-10) << where;
+          const auto [dg_t, dd_t] = kb.state->products(bt);
+          const auto [dg_f, dd_f] = kb.state->products(bf);
+          EXPECT_NEAR(dg_t, dg_f, 1e-10 * std::abs(dg_f)) << where;
+          EXPECT_NEAR(dd_t, dd_f, 1e-10 * std::abs(dd_f)) << where;
+          const auto q = kb.state->fisher_quad(std::vector<solvers::Direction>{bt, bf});
+          const auto q_dense = kb.state->fisher_quad(kb.state->materialise(bf).unsqueeze(0));
+          EXPECT_NEAR(q[0].item<double>(), q_dense[0].item<double>(), 1e-10 * q_dense[0].item<double>()) << where;
+          EXPECT_NEAR(q[1].item<double>(), q_dense[0].item<double>(), 1e-10 * q_dense[0].item<double>()) << where;
+        }
+      }
+    }
+  }
+}
+
+TEST(ThinFactorisation, AutoIsThinWhereTheRankBoundIsBelowTheSize) {
+  // mlp_tanh_ce with N = 3: every layer has more inputs than 3 samples, so A is thin; a
+  // wider batch (N·T ≥ d_in) keeps the full basis.
+  KronBatch small("mlp_tanh_ce", 3);
+  const auto& A = kron::input_factors(*small.state, false, solvers::Factorisation::kAuto, "test");
+  for (const auto& a : A) EXPECT_EQ(a.thin(), a.dim > 3) << a.dim;
+  EXPECT_TRUE(A[0].thin());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@
 //   kfac-exact  B from the columns of the loss Hessian's square root: B = Σ_j Σ b_j b_jᵀ
 //   ekfac       B from the true-label output gradients r:             B = Σ b bᵀ
 //   iekfac      as ekfac, sample n weighted by 1/s_n:                 B = Σ_n (1/s_n) Σ b bᵀ
-//   kfe         George et al.'s eigenvalue-corrected K-FAC: the eigenbases U_A, U_B of kfac,
+//   kfe         the eigenvalue-corrected K-FAC: the eigenbases U_A, U_B of kfac,
 //               eigenvalues re-estimated from the sampled per-sample gradient matrices
 //               E = (1/K) Σ_{k,n} (U_Bᵀ Ĝ_kn U_A)²,  d = U_B [(U_Bᵀ G U_A) / (E + λ)] U_Aᵀ
 //
@@ -17,6 +17,10 @@
 // (kfac and kfe: the sampled rows, w = 1/K; kfac-exact: the Hessian square-root columns,
 // so D is the exact GGN diagonal; ekfac: true labels; iekfac: true labels weighted 1/s_n),
 // with the pseudo-inverse at λ = 0.
+//
+// Factors of rank below their size (A from N·T < d_in tokens, B from fewer seeds than
+// d_out) have thin eigenbases (solvers/factorisation.h); the block is then
+// d = U_B X U_Aᵀ + G/λ, exact (see weights_only).
 #include <fmt/format.h>
 #include <torch/torch.h>
 
@@ -29,15 +33,16 @@ namespace {
 
 using kron::Statistic;
 
-// B per block, eigen-decomposed, for a statistic and the expand/reduce choice.
+// B per block, eigen-decomposed, for a statistic, the expand/reduce choice and thin or full.
 const std::vector<kron::Eigen>& output_factors(BatchState& state, Statistic statistic, bool reduce,
-                                               const std::string& method) {
-  const auto key = fmt::format("kron/B/{}/{}", kron::statistic_name(statistic), reduce ? "reduce" : "expand");
+                                               Factorisation how, const std::string& method) {
+  const auto key = fmt::format("kron/B/{}/{}/{}", kron::statistic_name(statistic), reduce ? "reduce" : "expand",
+                               factorisation_name(how));
   return state.memo<std::vector<kron::Eigen>>(key, [&] {
     const auto& b = kron::output_grads(state, statistic, method);
     const auto& w = kron::statistic_weights(state, statistic);
     std::vector<kron::Eigen> out;
-    for (const auto& bl : b) out.push_back(kron::symmetric_eigen(kron::output_factor(bl, w, reduce)));
+    for (const auto& bl : b) out.push_back(kron::factor_eigen(kron::output_factor_rows(bl, w, reduce), how));
     return out;
   });
 }
@@ -53,10 +58,14 @@ const at::Tensor& fallback_diagonal(BatchState& state, Statistic statistic, cons
 }
 
 // KFE eigenvalues per block: E = Σ_{s,n} w_sn (U_Bᵀ Ĝ_sn U_A)² from the sampled gradients.
-const std::vector<at::Tensor>& kfe_eigenvalues(BatchState& state, bool reduce, const std::string& method) {
-  return state.memo<std::vector<at::Tensor>>(fmt::format("kfe/E/{}", reduce ? "reduce" : "expand"), [&] {
-    const auto& A = kron::input_factors(state, reduce, method);
-    const auto& B = output_factors(state, Statistic::kSampled, reduce, method);
+// In a thin basis E is exactly 0 on the complement: every Ĝ_sn has its columns in span(b̂)
+// = range(B) and its rows in span(ā) = range(A).
+const std::vector<at::Tensor>& kfe_eigenvalues(BatchState& state, bool reduce, Factorisation how,
+                                               const std::string& method) {
+  const auto key = fmt::format("kfe/E/{}/{}", reduce ? "reduce" : "expand", factorisation_name(how));
+  return state.memo<std::vector<at::Tensor>>(key, [&] {
+    const auto& A = kron::input_factors(state, reduce, how, method);
+    const auto& B = output_factors(state, Statistic::kSampled, reduce, how, method);
     const auto& b = kron::output_grads(state, Statistic::kSampled, method);
     const auto& abar = kron::augmented_inputs(state, method);
     const auto& w = kron::statistic_weights(state, Statistic::kSampled);
@@ -75,6 +84,9 @@ class KroneckerMethod final : public UpdateMethod {
         statistic_(statistic),
         kfe_(eigen_corrected),
         reduce_(options.kfac_reduce),
+        // KFE with KFAC-reduce: the per-sample matrices Ĝ_sn = Σ_t b_snt ā_ntᵀ leave the span of
+        // the token sums and means that A and B see, so E is not 0 outside thin bases.
+        factorisation_(eigen_corrected && options.kfac_reduce ? Factorisation::kFull : options.factorisation),
         policy_(options.singular),
         budget_(options.budget) {}
 
@@ -93,14 +105,15 @@ class KroneckerMethod final : public UpdateMethod {
     const auto& plan = kron::plan(state, name_);
     kron::check_budget(state, plan, statistic_, budget_, name_);
     const auto& layout = state.lin().layout();
-    const auto& A = kron::input_factors(state, reduce_, name_);
-    const auto& B = output_factors(state, statistic_, reduce_, name_);
-    const auto* E = kfe_ ? &kfe_eigenvalues(state, reduce_, name_) : nullptr;
+    const auto& A = kron::input_factors(state, reduce_, factorisation_, name_);
+    const auto& B = output_factors(state, statistic_, reduce_, factorisation_, name_);
+    const auto* E = kfe_ ? &kfe_eigenvalues(state, reduce_, factorisation_, name_) : nullptr;
     const auto& g = state.grad();
     const auto g64 = g.to(torch::kDouble);
     bool dropped = false;
     // U_Bᵀ G U_A per block, once for every damping.
-    const auto& rotated = state.memo<std::vector<at::Tensor>>(fmt::format("{}/{}/rotated", name_, reduce_), [&] {
+    const auto& rotated = state.memo<std::vector<at::Tensor>>(
+        fmt::format("{}/{}/{}/rotated", name_, reduce_, factorisation_name(factorisation_)), [&] {
       std::vector<at::Tensor> out;
       for (size_t i = 0; i < plan.blocks.size(); ++i) {
         out.push_back(kron::rotate(B[i].vectors, A[i].vectors, kron::block_of(g64, layout, plan.blocks[i])));
@@ -112,8 +125,21 @@ class KroneckerMethod final : public UpdateMethod {
       const auto& blk = plan.blocks[i];
       const auto D = kfe_ ? (*E)[i] : torch::outer(B[i].values, A[i].values);
       auto [X, lost] = kron::eigenbasis_scale(D, rotated[i], damping);
+      double g_coef = 0;
+      if (A[i].thin() || B[i].thin()) {
+        // Thin bases: outside span(U_B) ⊗ span(U_A) the block's curvature is exactly 0, so
+        // there d = G/λ, and at λ = 0 the pseudo-inverse drops it. As d = U_B X U_Aᵀ + c·G
+        // with c = 1/λ, X takes the in-span part less what c·G puts there:
+        // Ĝ/(D + λ) − Ĝ/λ = −Ĝ·D / (λ(D + λ)).
+        if (damping > 0) {
+          g_coef = 1.0 / damping;
+          X = -rotated[i] * D / (damping * (D + damping));
+        } else {
+          lost = true;
+        }
+      }
       out.blocks.push_back({blk.layer, blk.weight, blk.bias, blk.rows, blk.cols, B[i].vectors, A[i].vectors,
-                            std::move(X), rotated[i]});
+                            std::move(X), rotated[i], g_coef});
       dropped = dropped || lost;
     }
     if (plan.uncovered_size > 0) {
@@ -138,6 +164,7 @@ class KroneckerMethod final : public UpdateMethod {
   Statistic statistic_;
   bool kfe_;
   bool reduce_;
+  Factorisation factorisation_;
   SingularPolicy policy_;
   Budget budget_;
 };
