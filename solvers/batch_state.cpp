@@ -155,7 +155,10 @@ at::Tensor BatchState::materialise(const Direction& dir) {
   for (const auto& blk : dir.blocks) {
     const auto dt = d.scalar_type();
     auto m = torch::mm(torch::mm(blk.U_out.to(dt), blk.X.to(dt)), blk.U_in.t().to(dt));  // U_out X U_inᵀ
-    if (blk.g_coef != 0) m += blk.g_coef * basis_block_matrix(grad(), layout, blk).to(dt);       // + c·G
+    if (blk.thin()) {  // + U_out·left + right·U_inᵀ + c·G_perp
+      m += torch::mm(blk.U_out.to(dt), blk.left.to(dt)) + torch::mm(blk.right.to(dt), blk.U_in.t().to(dt)) +
+           blk.perp_coef * blk.split->perp.to(dt);
+    }
     const int64_t wcols = blk.cols - (blk.bias >= 0 ? 1 : 0);
     if (blk.weight >= 0) {
       d.narrow(0, layout.offset(blk.weight), layout.numel(blk.weight)).copy_(m.narrow(1, 0, wcols).reshape({-1}));
@@ -189,25 +192,29 @@ std::pair<double, double> BatchState::products(const Direction& dir) {
   }
   if (blocks_only) {
     // Orthonormal columns: ⟨U_out X U_inᵀ, G⟩ = ⟨X, Ĝ⟩ with Ĝ = U_outᵀ G U_in and
-    // ‖U_out X U_inᵀ‖ = ‖X‖. With c·G added (thin bases), split G into its part in the
-    // bases, U_out Ĝ U_inᵀ, and G⊥ orthogonal to it: d = U_out (X + cĜ) U_inᵀ + c·G⊥, so
-    //   dᵀg = ⟨X + cĜ, Ĝ⟩ + c‖G⊥‖²,  ‖d‖² = ‖X + cĜ‖² + c²‖G⊥‖²
-    // (sums of non-negative terms: no cancellation between ‖cG‖² and the basis part).
+    // ‖U_out X U_inᵀ‖ = ‖X‖. Thin bases add three terms orthogonal to it and to each other,
+    // against G's parts of the same shape (direction.h):
+    //   dᵀg  = ⟨X, Ĝ⟩ + ⟨left, G_left⟩ + ⟨right, G_right⟩ + c‖G_perp‖²,
+    //   ‖d‖² = ‖X‖² + ‖left‖² + ‖right‖² + c²‖G_perp‖².
     // The remainder is zero on the blocks.
     double dg = 0, dd = 0;
     const auto g64 = g.to(torch::kDouble);
     const auto& layout = lin_.layout();
     for (const auto& blk : dir.blocks) {
       at::Tensor rotated = blk.G_rotated;
-      const auto G = basis_block_matrix(g64, layout, blk);
-      if (!rotated.defined()) rotated = torch::mm(torch::mm(blk.U_out.t(), G), blk.U_in);
-      const double c = blk.g_coef;
-      const auto X = c != 0 ? blk.X + c * rotated : blk.X;
-      const double perp = c == 0 ? 0.0 : memo<double>(fmt::format("grad-perp/{}", basis_key(blk)), [&] {
-        return (G - torch::mm(torch::mm(blk.U_out, rotated), blk.U_in.t())).square().sum().item<double>();
-      });
-      dg += (X * rotated).sum().item<double>() + c * perp;
-      dd += X.square().sum().item<double>() + c * c * perp;
+      if (!rotated.defined()) {
+        rotated = torch::mm(torch::mm(blk.U_out.t(), basis_block_matrix(g64, layout, blk)), blk.U_in);
+      }
+      dg += (blk.X * rotated).sum().item<double>();
+      dd += blk.X.square().sum().item<double>();
+      if (blk.thin()) {
+        const auto& sp = *blk.split;
+        const double c = blk.perp_coef;
+        dg += (blk.left * sp.left).sum().item<double>() + (blk.right * sp.right).sum().item<double>() +
+              c * sp.perp_norm_sq;
+        dd += blk.left.square().sum().item<double>() + blk.right.square().sum().item<double>() +
+              c * c * sp.perp_norm_sq;
+      }
     }
     if (dir.remainder.defined()) {
       const auto r = dir.remainder.to(torch::kDouble);
@@ -244,7 +251,8 @@ std::string BatchState::basis_key(const BasisBlock& blk) {
 at::Tensor BatchState::block_logit_jvp(const std::vector<const BasisBlock*>& blocks,
                                        const std::map<std::string, int64_t>& uses) {
   // (J_z d)_{n,z} = Σ_blocks Σ_t ⟨b_{z,n,t}, D ā_{n,t}⟩, b = ∂z_{n,z}/∂out (output-unit taps),
-  // ā the layer input (with a 1 for the bias), D = U_out X U_inᵀ (+ c·G) the block of d. Two ways:
+  // ā the layer input (with a 1 for the bias), D = U_out X U_inᵀ the block of d (thin bases:
+  // the rotated route, with their three further terms). Two ways:
   //  rotated: ã = U_inᵀ ā and b̃ = U_outᵀ b once per basis (Z·N·T·rows² + N·T·cols²), then
   //           ⟨b̃, X ã⟩ per direction — no back-rotation of X;
   //  direct:  D = U_out X U_inᵀ per direction (rows·cols·(rows+cols)), then ⟨b, D ā⟩.
@@ -273,26 +281,30 @@ at::Tensor BatchState::block_logit_jvp(const std::vector<const BasisBlock*>& blo
     const double rotate_cost = have_rotated ? 0.0 : double(Z) * N * T * rows * r_out + double(N) * T * cols * r_in;
     const double direct_cost = double(K) * rows * r_in * (r_out + cols);
     const auto how = options_.block_products;
-    if (how == BlockProducts::kRotated || (how == BlockProducts::kAuto && rotate_cost <= direct_cost)) {
+    if (blk->thin() || how == BlockProducts::kRotated || (how == BlockProducts::kAuto && rotate_cost <= direct_cost)) {
       const auto& rotated = memo<std::pair<at::Tensor, at::Tensor>>(key, [&] {
         return std::make_pair(torch::matmul(abar, blk->U_in.to(dtype)),
                               torch::matmul(units.per_layer[blk->layer], blk->U_out.to(dtype)));
       });
-      const auto v = torch::matmul(rotated.first, blk->X.t().to(dtype));  // X ã: [N, T, r_out]
-      jd.add_(torch::einsum("zntr,ntr->nz", {rotated.second, v}));
-      if (blk->g_coef != 0) {
-        // + c·J_z(G on this block): Σ_t ⟨b, G ā⟩, the same for every direction of the batch.
-        const auto& jg = memo<at::Tensor>(
-            fmt::format("grad-block-jvp/{}/{}/{}", blk->layer, blk->weight >= 0, blk->bias >= 0), [&] {
-              const auto G = basis_block_matrix(grad(), lin_.layout(), *blk).to(dtype);
-              return torch::einsum("zntr,ntr->nz", {units.per_layer[blk->layer], torch::matmul(abar, G.t())});
-            });
-        jd.add_(jg, blk->g_coef);
+      auto v = torch::matmul(rotated.first, blk->X.t().to(dtype));  // X ã: [N, T, r_out]
+      if (blk->thin()) {
+        // Thin bases: ⟨b, U_out·left ā⟩ = ⟨b̃, left ā⟩, ⟨b, right·U_inᵀ ā⟩ = ⟨b, right ã⟩, and
+        // c·J_z(G_perp), the same for every direction in these bases.
+        v += torch::matmul(abar, blk->left.t().to(dtype));
+        jd.add_(torch::einsum("zntr,ntr->nz",
+                              {units.per_layer[blk->layer], torch::matmul(rotated.first, blk->right.t().to(dtype))}));
+        if (blk->perp_coef != 0) {
+          const auto& jp = memo<at::Tensor>(fmt::format("perp-jvp/{}", key), [&] {
+            return torch::einsum("zntr,ntr->nz",
+                                 {units.per_layer[blk->layer], torch::matmul(abar, blk->split->perp.t().to(dtype))});
+          });
+          jd.add_(jp, blk->perp_coef);
+        }
       }
+      jd.add_(torch::einsum("zntr,ntr->nz", {rotated.second, v}));
     } else {
-      auto D = torch::matmul(torch::matmul(blk->U_out, blk->X), blk->U_in.t());  // [rows, cols]
-      if (blk->g_coef != 0) D += blk->g_coef * basis_block_matrix(grad(), lin_.layout(), *blk).to(torch::kDouble);
-      const auto v = torch::matmul(abar, D.to(dtype).t());  // D ā: [N, T, rows]
+      const auto D = torch::matmul(torch::matmul(blk->U_out, blk->X), blk->U_in.t()).to(dtype);  // [rows, cols]
+      const auto v = torch::matmul(abar, D.t());                                                  // D ā: [N, T, rows]
       jd.add_(torch::einsum("zntr,ntr->nz", {units.per_layer[blk->layer], v}));
     }
   }

@@ -6,20 +6,34 @@
 //     parameters, the matrix [W | b] = U_out X U_inᵀ + c·G (G the gradient's block; U_out,
 //     U_in orthonormal columns, thin when a factor's rank is below its size), plus a
 //     remainder that is zero on the blocks (the fallback for parameters outside any tapped
-//     layer).
+//     layer); without bases, X is the block itself.
 // When d is defined it is the direction (the other fields may describe it too); otherwise
 // d = Jᵀx + Ĵᵀy + Σ_blocks + remainder. BatchState computes dᵀg, ‖d‖², J_z d and d from any form.
 #pragma once
 #include <ATen/core/Tensor.h>
 
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "solvers/gram_solve.h"
 
 namespace fisheval::solvers {
 
-// One layer block (see solvers/kronecker.h for the block convention [W | b]).
+// The parts of a block's gradient G in thin orthonormal bases U_out [rows, r_out], U_in
+// [cols, r_in], with P = U Uᵀ and Q = I − P on each side:
+//   G = U_out Ĝ U_inᵀ + U_out·G_left + G_right·U_inᵀ + G_perp,
+//   Ĝ = U_outᵀ G U_in,  G_left = U_outᵀ G Q_in,  G_right = Q_out G U_in,  G_perp = Q_out G Q_in,
+// four mutually orthogonal matrices (full bases: G_left, G_right, G_perp vanish).
+struct GradientSplit {
+  at::Tensor rotated, left, right, perp;  // [r_out, r_in], [r_out, cols], [rows, r_in], [rows, cols]
+  double perp_norm_sq = 0;                // ‖G_perp‖²
+};
+
+// One layer block (see solvers/kronecker.h for the block convention [W | b]): the matrix
+//   D = U_out X U_inᵀ + U_out·left + right·U_inᵀ + perp_coef·G_perp,
+// the last three only with thin bases (left's rows in span Q_in, right's columns in span
+// Q_out, so that the four terms are orthogonal as G's parts are).
 struct BasisBlock {
   size_t layer = 0;             // index into lin.layers()
   int weight = -1, bias = -1;   // layout indices of the block's parameters (−1: not selected)
@@ -27,7 +41,11 @@ struct BasisBlock {
   at::Tensor U_out, U_in;       // orthonormal columns [rows, r_out] and [cols, r_in], float64
   at::Tensor X;                 // coefficients [r_out, r_in], float64
   at::Tensor G_rotated;         // U_outᵀ G U_in of the gradient's block (optional; computed when absent)
-  double g_coef = 0;            // c: the multiple of the gradient's block G added (thin bases)
+  at::Tensor left, right;       // [r_out, cols] and [rows, r_in] (thin bases; undefined: zero)
+  double perp_coef = 0;         // multiple of split->perp
+  std::shared_ptr<const GradientSplit> split;  // the gradient's parts in these bases (thin bases)
+
+  bool thin() const { return split != nullptr; }
 };
 
 struct Direction {

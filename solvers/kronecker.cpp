@@ -195,6 +195,31 @@ std::pair<at::Tensor, at::Tensor> gradient_second_moments(const at::Tensor& b, c
   return {SL, SR};
 }
 
+namespace {
+
+// Rows Λ^{1/2} Qᵀ X_n of Σ_n X_nᵀ K_n X_n for kernels K_n = Q Λ Qᵀ [N, T, T] and X [N, T, d]: [N·T, d].
+at::Tensor kernel_rows(const at::Tensor& K, const at::Tensor& X) {
+  auto [lambda, Q] = at::linalg_eigh(0.5 * (K + K.transpose(1, 2)));
+  const auto rows = torch::bmm(Q.transpose(1, 2), X) * lambda.clamp_min(0).sqrt().unsqueeze(2);
+  return rows.reshape({-1, X.size(2)});
+}
+
+}  // namespace
+
+std::pair<FactorRows, FactorRows> gradient_second_moment_rows(const at::Tensor& b, const at::Tensor& abar,
+                                                              const at::Tensor& w) {
+  const int64_t S = b.size(0), N = b.size(1);
+  const auto Ka = torch::bmm(abar, abar.transpose(1, 2));  // [N, T, T]
+  std::vector<at::Tensor> left, right;
+  for (int64_t s = 0; s < S; ++s) {
+    const auto sw = w[s].to(abar.options()).clamp_min(0).sqrt().view({N, 1, 1});
+    const auto bs = b[s] * sw;  // √w_sn b_snt
+    left.push_back(kernel_rows(Ka, bs));                                       // S_L = Σ B_nᵀ (Ā_n Ā_nᵀ) B_n
+    right.push_back(kernel_rows(torch::bmm(bs, bs.transpose(1, 2)), abar));    // S_R = Σ Ā_nᵀ (B_n B_nᵀ) Ā_n
+  }
+  return {{torch::cat(left), 1.0}, {torch::cat(right), 1.0}};
+}
+
 at::Tensor rotated_second_moment(const at::Tensor& b, const at::Tensor& abar, const at::Tensor& w,
                                  const at::Tensor& UB, const at::Tensor& UA) {
   const int64_t S = b.size(0), N = b.size(1);
@@ -254,6 +279,19 @@ std::pair<at::Tensor, bool> eigenbasis_solve(const at::Tensor& UB, const at::Ten
 
 std::pair<at::Tensor, bool> kronecker_solve(const Eigen& A, const Eigen& B, const at::Tensor& G, double lambda) {
   return eigenbasis_solve(B.vectors, A.vectors, torch::outer(B.values, A.values), G, lambda);
+}
+
+std::shared_ptr<const GradientSplit> split_gradient(const at::Tensor& U_out, const at::Tensor& U_in,
+                                                    const at::Tensor& G) {
+  auto out = std::make_shared<GradientSplit>();
+  const auto UG = torch::mm(U_out.t(), G);            // U_outᵀ G
+  out->rotated = torch::mm(UG, U_in);                 // Ĝ
+  out->left = UG - torch::mm(out->rotated, U_in.t());  // U_outᵀ G Q_in
+  const auto QG = G - torch::mm(U_out, UG);           // Q_out G
+  out->right = torch::mm(QG, U_in);                   // Q_out G U_in
+  out->perp = QG - torch::mm(out->right, U_in.t());   // Q_out G Q_in
+  out->perp_norm_sq = out->perp.square().sum().item<double>();
+  return out;
 }
 
 std::pair<at::Tensor, bool> diagonal_solve(const at::Tensor& D, const at::Tensor& g, double lambda) {

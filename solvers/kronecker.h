@@ -36,6 +36,7 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -97,6 +98,11 @@ at::Tensor per_sample_matrices(const at::Tensor& b_s, const at::Tensor& abar);
 // from the token kernels (Ĝᵀ Ĝ = Āᵀ (B Bᵀ) Ā per sample, N·T·cols² instead of N·rows·cols²).
 std::pair<at::Tensor, at::Tensor> gradient_second_moments(const at::Tensor& b, const at::Tensor& abar,
                                                           const at::Tensor& w);
+// The same statistics as the vectors they sum (S_L = Z_Lᵀ Z_L, S_R = Z_Rᵀ Z_R), N·T rows per
+// seed set: with the token kernels K_n = Ā_n Ā_nᵀ = Q Λ Qᵀ [T, T], S_L = Σ w B_nᵀ K_n B_n
+// has the rows √w_sn Λ^{1/2} Qᵀ B_sn, and S_R likewise with B_sn B_snᵀ and Ā_n.
+std::pair<FactorRows, FactorRows> gradient_second_moment_rows(const at::Tensor& b, const at::Tensor& abar,
+                                                              const at::Tensor& w);
 // KFE's eigenvalues E = Σ_{s,n} w_sn (U_Bᵀ Ĝ_sn U_A)² (elementwise), rotating the tokens first.
 at::Tensor rotated_second_moment(const at::Tensor& b, const at::Tensor& abar, const at::Tensor& w,
                                  const at::Tensor& UB, const at::Tensor& UA);
@@ -132,6 +138,10 @@ std::pair<at::Tensor, bool> eigenbasis_apply(const at::Tensor& UB, const at::Ten
 std::pair<at::Tensor, bool> kronecker_solve(const Eigen& A, const Eigen& B, const at::Tensor& G, double lambda);
 // d_i = g_i / (D_i + λ), pseudo-inverse (D_i ≤ 1e-12·max D dropped) at λ = 0.
 std::pair<at::Tensor, bool> diagonal_solve(const at::Tensor& D, const at::Tensor& g, double lambda);
+
+// G's parts in the bases U_out, U_in (direction.h, GradientSplit).
+std::shared_ptr<const GradientSplit> split_gradient(const at::Tensor& U_out, const at::Tensor& U_in,
+                                                    const at::Tensor& G);
 
 // Statistics of the output gradients, by the seeds they come from.
 enum class Statistic { kSampled, kExact, kTrue, kTrueOverS };

@@ -483,6 +483,40 @@ TEST(ThinFactorisation, EveryKroneckerMethodEqualsTheFullOne) {
   }
 }
 
+TEST(ThinFactorisation, EveryShampooMethodEqualsTheFullOne) {
+  // Shampoo's S_L and S_R from their N·T rows per seed set (token kernels), thin; ε = 0 at
+  // λ = 0 is the pseudo-inverse. (At λ = 0 with the default ε = 1e-12 the full basis is not
+  // an oracle: its zero eigenvalues are rounding, ~1e-16·σ_max, next to a shift of 1e-12·σ_max.)
+  for (const auto* fixture : {"seq_ce", "conv_ce", "lora_ce", "mlp_tanh_ce", "norm_ce", "mlp_tanh_mse"}) {
+    KronBatch kb(fixture, 3, 2, 5);
+    for (double epsilon : {1e-6, 0.0}) {
+      solvers::MethodOptions thin, full;
+      thin.shampoo_epsilon = full.shampoo_epsilon = epsilon;
+      thin.factorisation = solvers::Factorisation::kThin;
+      full.factorisation = solvers::Factorisation::kFull;
+      for (const auto* method : {"shampoo", "fim-shampoo", "fishy"}) {
+        auto mt = solvers::make_method(method, thin), mf = solvers::make_method(method, full);
+        for (double lambda : {0.0, 1e-4, 1e-1, 10.0}) {
+          const auto where = fmt::format("{} {} ε = {} λ = {}", fixture, method, epsilon, lambda);
+          // At λ = 0 the full basis's rounding (1e-16·σ_max) is amplified by the shift ε·σ_max.
+          const double tol = lambda > 0 ? 1e-10 : 1e-9;
+          const auto bt = mt->weights_only(*kb.state, lambda), bf = mf->weights_only(*kb.state, lambda);
+          EXPECT_EQ(bt.status, bf.status) << where;
+          const auto dt = kb.state->materialise(bt), df = kb.state->materialise(bf);
+          EXPECT_LT(rel_err(dt, df), tol) << where;
+          const auto [dg_t, dd_t] = kb.state->products(bt);
+          const auto [dg_f, dd_f] = kb.state->products(bf);
+          EXPECT_NEAR(dg_t, dg_f, tol * std::abs(dg_f)) << where;
+          EXPECT_NEAR(dd_t, dd_f, tol * std::abs(dd_f)) << where;
+          const auto q = kb.state->fisher_quad(std::vector<solvers::Direction>{bt});
+          const auto q_dense = kb.state->fisher_quad(df.unsqueeze(0));
+          EXPECT_NEAR(q[0].item<double>(), q_dense[0].item<double>(), tol * q_dense[0].item<double>()) << where;
+        }
+      }
+    }
+  }
+}
+
 TEST(ThinFactorisation, AutoIsThinWhereTheRankBoundIsBelowTheSize) {
   // mlp_tanh_ce with N = 3: every layer has more inputs than 3 samples, so A is thin; a
   // wider batch (N·T ≥ d_in) keeps the full basis.

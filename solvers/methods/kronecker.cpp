@@ -19,8 +19,8 @@
 // with the pseudo-inverse at λ = 0.
 //
 // Factors of rank below their size (A from N·T < d_in tokens, B from fewer seeds than
-// d_out) have thin eigenbases (solvers/factorisation.h); the block is then
-// d = U_B X U_Aᵀ + G/λ, exact (see weights_only).
+// d_out) have thin eigenbases (solvers/factorisation.h); the block is then exact with
+// d = G/λ outside them (see weights_only).
 #include <fmt/format.h>
 #include <torch/torch.h>
 
@@ -125,21 +125,22 @@ class KroneckerMethod final : public UpdateMethod {
       const auto& blk = plan.blocks[i];
       const auto D = kfe_ ? (*E)[i] : torch::outer(B[i].values, A[i].values);
       auto [X, lost] = kron::eigenbasis_scale(D, rotated[i], damping);
-      double g_coef = 0;
+      BasisBlock block{blk.layer, blk.weight, blk.bias, blk.rows, blk.cols, B[i].vectors, A[i].vectors, X, rotated[i]};
       if (A[i].thin() || B[i].thin()) {
         // Thin bases: outside span(U_B) ⊗ span(U_A) the block's curvature is exactly 0, so
-        // there d = G/λ, and at λ = 0 the pseudo-inverse drops it. As d = U_B X U_Aᵀ + c·G
-        // with c = 1/λ, X takes the in-span part less what c·G puts there:
-        // Ĝ/(D + λ) − Ĝ/λ = −Ĝ·D / (λ(D + λ)).
-        if (damping > 0) {
-          g_coef = 1.0 / damping;
-          X = -rotated[i] * D / (damping * (D + damping));
-        } else {
-          lost = true;
-        }
+        // there d = G/λ — G's parts G_left, G_right, G_perp (direction.h) times c = 1/λ — and
+        // at λ = 0 the pseudo-inverse drops them.
+        const auto& split = state.memo<std::shared_ptr<const GradientSplit>>(
+            fmt::format("{}/{}/{}/split/{}", name_, reduce_, factorisation_name(factorisation_), i),
+            [&] { return kron::split_gradient(B[i].vectors, A[i].vectors, kron::block_of(g64, layout, blk)); });
+        const double c = damping > 0 ? 1.0 / damping : 0.0;
+        lost = lost || damping == 0;
+        block.left = c * split->left;
+        block.right = c * split->right;
+        block.perp_coef = c;
+        block.split = split;
       }
-      out.blocks.push_back({blk.layer, blk.weight, blk.bias, blk.rows, blk.cols, B[i].vectors, A[i].vectors,
-                            std::move(X), rotated[i], g_coef});
+      out.blocks.push_back(std::move(block));
       dropped = dropped || lost;
     }
     if (plan.uncovered_size > 0) {

@@ -4,7 +4,8 @@
 //   λ = 0:  the λ → 0⁺ limit of the direction: the part of g outside the span of the
 //           sampled gradients, g − Ĵᵀ(ĴĴᵀ)⁺Ĵg (status "limit"), when P exceeds the rank
 //           of ĴĴᵀ; otherwise (F̂ invertible) K Ĵᵀ(ĴĴᵀ)⁺²Ĵg = F̂⁻¹g.
-// Ĵg is one JVP; Ĵᵀy one backward pass.
+// Ĵg is one JVP; Ĵᵀy one backward pass. The direction is given as sample-space weights
+// (d = Jᵀx + Ĵᵀy, g = Jᵀ1), so that its indicator needs no pass through the network.
 #include <torch/torch.h>
 
 #include "solvers/methods/families.h"
@@ -23,6 +24,10 @@ class Sf final : public UpdateMethod {
   unsigned needs() const override { return kNeedsGradient | kNeedsSampledGradients; }
 
   Direction direction(BatchState& state, double damping) override {
+    return state.materialised(weights_only(state, damping));
+  }
+
+  Direction weights_only(BatchState& state, double damping) override {
     const auto& kept = state.sampled_kept();
     const auto C = state.sampled_gram().index_select(0, kept).index_select(1, kept);
     const auto Jg = state.sampled_times_grad().index_select(0, kept);
@@ -32,12 +37,10 @@ class Sf final : public UpdateMethod {
       auto full = torch::zeros({rows}, torch::kDouble);
       return full.index_copy_(0, kept, y);
     };
-    const auto& g = state.grad();
     Direction out;
     if (damping > 0) {
       const auto sol = solve_damped_gram(C, at::Tensor(), K * damping, Jg, policy_, "the sampled Gram matrix of sf");
       const auto y = scatter(sol.x);
-      out.d = (g - state.sampled_jt_times(y)) / damping;
       out.true_weights = torch::full({state.num_samples()}, 1.0 / damping, torch::kDouble);  // g = Jᵀ1
       out.sampled_weights = -y / damping;
       out.status = sol.status;
@@ -50,14 +53,12 @@ class Sf final : public UpdateMethod {
     const auto [y, rank] = pinv_apply(eig.values, eig.vectors, Jg);
     if (state.num_params() > rank) {
       const auto full = scatter(y);
-      out.d = g - state.sampled_jt_times(full);
       out.true_weights = torch::ones({state.num_samples()}, torch::kDouble);
       out.sampled_weights = -full;
       out.status = SolveStatus::kLimit;
     } else {
       const auto [y2, rank2] = pinv_apply(eig.values, eig.vectors, Jg, /*power=*/2);
       out.sampled_weights = K * scatter(y2);
-      out.d = state.sampled_jt_times(out.sampled_weights);
       out.status = rank2 < C.size(0) ? SolveStatus::kPseudoInverse : SolveStatus::kExact;
     }
     return out;

@@ -22,8 +22,14 @@
 // two-sided L^{-p} · R^{-p} (shampoo: −1/2, full-matrix AdaGrad; fim-shampoo, fishy: −1).
 // When λ + ε σ_max is 0 (an all-zero statistic at λ = 0, or ε = 0), zero eigenvalues are
 // dropped (pseudo-inverse, status pseudo-inverse).
+//
+// S_L and S_R have rank at most the N·T vectors per seed set they sum; below their size
+// they get thin eigenbases (solvers/factorisation.h), exact: outside the bases the
+// statistic is 0 (weights_only).
 #include <fmt/format.h>
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include "checkpoints/error.h"
 #include "solvers/kronecker.h"
@@ -100,6 +106,7 @@ class ShampooMethod final : public UpdateMethod {
         source_(source),
         power_(power),
         epsilon_(options.shampoo_epsilon),
+        factorisation_(options.factorisation),
         policy_(options.singular),
         budget_(options.budget) {
     if (!(epsilon_ >= 0)) throw InputError(fmt::format("--shampoo-epsilon must be ≥ 0, got {}", epsilon_));
@@ -114,20 +121,23 @@ class ShampooMethod final : public UpdateMethod {
     return state.materialised(weights_only(state, damping));
   }
 
-  // Each block in the factors' eigenbases: d_block = U_L X U_Rᵀ, X = σ_L^{-p} ∘ (U_Lᵀ G U_R) ∘ σ_R^{-p}ᵀ.
+  // Each block in the factors' eigenbases: d_block = U_L X U_Rᵀ, X = σ_L^{-p} ∘ (U_Lᵀ G U_R) ∘ σ_R^{-p}ᵀ
+  // (and, with thin bases, the parts outside them).
   Direction weights_only(BatchState& state, double damping) override {
     if (!(damping >= 0)) throw Error(fmt::format("damping must be ≥ 0, got {}", damping));
     const auto& plan = kron::plan(state, name_);
     kron::check_budget(state, plan, kron::Statistic::kTrue, budget_, name_);
     const auto& layout = state.lin().layout();
-    const auto& st = state.memo<ShampooStatistics>(fmt::format("shampoo/{}", source_name(source_)),
-                                                   [&] { return statistics(state); });
+    const auto& st = state.memo<ShampooStatistics>(
+        fmt::format("shampoo/{}/{}", source_name(source_), factorisation_name(factorisation_)),
+        [&] { return statistics(state); });
     const auto& g = state.grad();
     const auto g64 = g.to(torch::kDouble);
     bool dropped = false;
     Direction out;
     // U_Lᵀ G U_R per block, once for every damping.
-    const auto& rotated = state.memo<std::vector<at::Tensor>>(fmt::format("{}/rotated", name_), [&] {
+    const auto& rotated = state.memo<std::vector<at::Tensor>>(
+        fmt::format("{}/{}/rotated", name_, factorisation_name(factorisation_)), [&] {
       std::vector<at::Tensor> out;
       for (size_t i = 0; i < plan.blocks.size(); ++i) {
         out.push_back(kron::rotate(st.left[i].vectors, st.right[i].vectors, kron::block_of(g64, layout, plan.blocks[i])));
@@ -139,11 +149,33 @@ class ShampooMethod final : public UpdateMethod {
       const auto& blk = plan.blocks[i];
       const auto& L = st.left[i];
       const auto& R = st.right[i];
-      const auto [li, lost_l] = inverse_power(L.values, damping + epsilon_ * top_value(L.values), power_);
-      const auto [ri, lost_r] = inverse_power(R.values, damping + epsilon_ * top_value(R.values), power_);
-      out.blocks.push_back({blk.layer, blk.weight, blk.bias, blk.rows, blk.cols, L.vectors, R.vectors,
-                            rotated[i] * torch::outer(li, ri), rotated[i]});
+      const double shift_l = damping + epsilon_ * top_value(L.values);
+      const double shift_r = damping + epsilon_ * top_value(R.values);
+      const auto [li, lost_l] = inverse_power(L.values, shift_l, power_);
+      const auto [ri, lost_r] = inverse_power(R.values, shift_r, power_);
       dropped = dropped || lost_l || lost_r;
+      if (!L.thin() && !R.thin()) {
+        out.blocks.push_back({blk.layer, blk.weight, blk.bias, blk.rows, blk.cols, L.vectors, R.vectors,
+                              rotated[i] * torch::outer(li, ri), rotated[i]});
+        continue;
+      }
+      // Thin bases: outside them S_L (S_R) is exactly 0, so there L^{-p} is a = shift_L^{-p}
+      // (R^{-p} is b = shift_R^{-p}), dropped when the shift is 0 (the pseudo-inverse). On G's
+      // parts (direction.h): d = U_L (σ_L^{-p} ∘ Ĝ ∘ σ_R^{-p}) U_Rᵀ + b·U_L (σ_L^{-p} ∘ G_left)
+      //                        + a·(G_right ∘ σ_R^{-p}) U_Rᵀ + ab·G_perp.
+      const double a = L.thin() && shift_l > 0 ? std::pow(shift_l, -power_) : 0.0;
+      const double b = R.thin() && shift_r > 0 ? std::pow(shift_r, -power_) : 0.0;
+      dropped = dropped || (L.thin() && shift_l <= 0) || (R.thin() && shift_r <= 0);
+      const auto& split = state.memo<std::shared_ptr<const GradientSplit>>(
+          fmt::format("{}/{}/split/{}", name_, factorisation_name(factorisation_), i),
+          [&] { return kron::split_gradient(L.vectors, R.vectors, kron::block_of(g64, layout, blk)); });
+      BasisBlock block{blk.layer, blk.weight, blk.bias, blk.rows, blk.cols, L.vectors, R.vectors,
+                       split->rotated * torch::outer(li, ri), split->rotated};
+      block.left = b * li.unsqueeze(1) * split->left;
+      block.right = a * split->right * ri.unsqueeze(0);
+      block.perp_coef = a * b;
+      block.split = split;
+      out.blocks.push_back(std::move(block));
     }
     int64_t offset = 0;
     std::vector<at::Tensor> parts;
@@ -188,6 +220,18 @@ class ShampooMethod final : public UpdateMethod {
     const auto& abar = kron::augmented_inputs(state, name_);
     ShampooStatistics st;
     for (size_t i = 0; i < plan.blocks.size(); ++i) {
+      // Thin where the N·T rows per seed set that S_L and S_R sum are fewer than their size.
+      const auto& blk = plan.blocks[i];
+      const int64_t m = b[i].size(0) * b[i].size(1) * b[i].size(2);
+      const auto thin = [&](int64_t dim) {
+        return factorisation_ == Factorisation::kThin || (factorisation_ == Factorisation::kAuto && m < dim);
+      };
+      if (thin(blk.rows) || thin(blk.cols)) {
+        const auto [ZL, ZR] = kron::gradient_second_moment_rows(b[i], abar[i], w);
+        st.left.push_back(kron::factor_eigen(ZL, thin(blk.rows) ? Factorisation::kThin : Factorisation::kFull));
+        st.right.push_back(kron::factor_eigen(ZR, thin(blk.cols) ? Factorisation::kThin : Factorisation::kFull));
+        continue;
+      }
       const auto [SL, SR] = kron::gradient_second_moments(b[i], abar[i], w);
       st.left.push_back(kron::symmetric_eigen(SL));
       st.right.push_back(kron::symmetric_eigen(SR));
@@ -218,6 +262,7 @@ class ShampooMethod final : public UpdateMethod {
   Source source_;
   double power_;
   double epsilon_;
+  Factorisation factorisation_;
   SingularPolicy policy_;
   Budget budget_;
 };
