@@ -102,8 +102,7 @@ SweepSummary run_sweep(const SweepOptions& options) {
   o.engines.max_output_units = o.max_output_units;
   std::vector<std::unique_ptr<solvers::UpdateMethod>> methods;
   for (const auto& name : o.methods) methods.push_back(solvers::make_method(name, o.method_options));
-  const auto ref = reference_method(o);
-  if (!ref.empty()) solvers::make_method(ref, o.method_options);  // validates the name
+  for (const auto& ref : reference_methods(o)) solvers::make_method(ref, o.method_options);  // validates the name
 
   const auto dataset = open_dataset(o.data);
   const auto plan = plan_batches(dataset->size(), o.batch_size, o.num_batches, o.sampling, o.seed);

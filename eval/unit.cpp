@@ -24,12 +24,13 @@ std::vector<double> to_vector(const at::Tensor& t) {
 
 }  // namespace
 
-std::string reference_method(const SweepOptions& o) {
-  if (o.ng_reference != "auto") return o.ng_reference == "none" ? "" : o.ng_reference;
+std::vector<std::string> reference_methods(const SweepOptions& o) {
+  if (o.ng_reference != "auto") return o.ng_reference == "none" ? std::vector<std::string>{} : std::vector{o.ng_reference};
+  std::vector<std::string> out;
   for (const auto* name : {"ng-dense", "ng-cg"}) {
-    if (std::find(o.methods.begin(), o.methods.end(), name) != o.methods.end()) return name;
+    if (std::find(o.methods.begin(), o.methods.end(), name) != o.methods.end()) out.emplace_back(name);
   }
-  return "";
+  return out;
 }
 
 LoadedCheckpoint load_checkpoint(const std::string& path, const std::string& params, c10::Device device,
@@ -124,19 +125,37 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
   const double gamma_sgd = indicator(g, g, state.fisher_quad({gdir})[0].item<double>()).gamma;
   v["gamma_sgd"] = {gamma_sgd};
   double gamma_ng = kNaN;
-  const auto ref = reference_method(o_);
-  if (!ref.empty()) {
+  const auto refs = reference_methods(o_);
+  for (size_t r = 0; r < refs.size(); ++r) {
+    const auto& ref = refs[r];
     auto method = solvers::make_method(ref, o_.method_options);
     solvers::Direction dir;
+    bool failed = false;
     try {
       dir = method->direction(state, 0.0);
+    } catch (const InputError& e) {
+      // A reference that does not fit this checkpoint (ng-dense past --dense-max-params or the
+      // memory budget): the next candidate (auto: ng-cg), else γ/γ_ng is NaN.
+      if (r + 1 < refs.size()) {
+        if (skip_warned_.insert({c, -1 - static_cast<int64_t>(r)}).second) {
+          warn(fmt::format("checkpoint {}: the natural-gradient reference {} does not apply ({}); using {}", c, ref,
+                           first_line(e.what()), refs[r + 1]));
+        }
+        continue;
+      }
+      failed = true;
+      warn(fmt::format("checkpoint {} batch {}: the natural-gradient reference ({}) does not apply: {}; "
+                       "gamma_rel_ng is NaN",
+                       c, b, ref, first_line(e.what())));
     } catch (const std::exception& e) {
-      // A numerical failure (an eigensolver that did not converge) or a reference that does
-      // not fit this checkpoint (InputError: too large): γ/γ_ng is NaN, nothing else is lost.
+      // A numerical failure (an eigensolver that did not converge): γ/γ_ng is NaN, nothing else is lost.
+      failed = true;
+      warn(fmt::format("checkpoint {} batch {}: the natural-gradient reference ({}) failed: {}; gamma_rel_ng is NaN",
+                       c, b, ref, first_line(e.what())));
+    }
+    if (failed) {
       dir.status = solvers::SolveStatus::kNotConverged;
       dir.residual = kNaN;
-      warn(fmt::format("checkpoint {} batch {}: the natural-gradient reference ({}) failed: {}", c, b, ref,
-                       first_line(e.what())));
     }
     const bool converged = dir.status != solvers::SolveStatus::kNotConverged;
     v["ng_converged"] = {converged ? 1.0 : 0.0};
@@ -144,11 +163,12 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
     v["ng_residual"] = {dir.residual};
     if (converged) {
       gamma_ng = indicator(dir.d, g, state.fisher_quad({dir})[0].item<double>()).gamma;
-    } else {
+    } else if (!failed) {
       warn(fmt::format("checkpoint {} batch {}: the natural-gradient reference ({}) did not converge "
                        "(relative residual {:.3g}); gamma_rel_ng is NaN",
                        c, b, ref, dir.residual));
     }
+    break;
   }
   v["gamma_ng"] = {gamma_ng};
   v["seconds_shared"] = {seconds_since(t_shared)};

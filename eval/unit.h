@@ -32,8 +32,10 @@ struct LoadedCheckpoint {
 LoadedCheckpoint load_checkpoint(const std::string& path, const std::string& params, c10::Device device,
                                  c10::ScalarType dtype);
 
-// The natural-gradient reference for γ/γ_ng (taken at λ = 0), "" for none.
-std::string reference_method(const SweepOptions& o);
+// The natural-gradient references for γ/γ_ng (taken at λ = 0) to try in order: the one
+// named by --ng-reference, or for auto ng-dense then ng-cg where listed in --methods (a
+// checkpoint too large for ng-dense falls back to ng-cg); empty for none.
+std::vector<std::string> reference_methods(const SweepOptions& o);
 
 class UnitRunner {
  public:

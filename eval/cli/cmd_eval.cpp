@@ -113,8 +113,8 @@ int run_eval(const std::vector<std::string>& args) {
        "a singular Gram system (e.g. λ = 0 with duplicate samples): pinv (pseudo-inverse, the λ→0 limit, reported "
        "in solve_status) | error (stop with a message)")
       ("ng-reference", po::value<std::string>()->default_value("auto"),
-       "natural-gradient reference for gamma_rel_ng, taken at λ = 0: auto (ng-dense or ng-cg when listed in "
-       "--methods) | none | ng-dense | ng-cg")
+       "natural-gradient reference for gamma_rel_ng, taken at λ = 0: auto (ng-dense, or ng-cg where ng-dense "
+       "does not fit the checkpoint, among those listed in --methods) | none | ng-dense | ng-cg")
       ("cg-max-iter", po::value<int64_t>()->default_value(100), "ng-cg: iteration cap")
       ("cg-rtol", po::value<double>()->default_value(1e-6), "ng-cg: relative residual tolerance ‖r‖/‖g‖")
       ("dense-max-params", po::value<int64_t>()->default_value(20000), "ng-dense: largest P allowed")
