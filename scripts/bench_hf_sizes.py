@@ -174,7 +174,7 @@ def table(results):
     for r in results:
         fb = r["fwd_bwd_s"]
         unit = r["shared_s"] + sum(s for s, st, _ in r["methods"].values() if not st)
-        shape = f"N = {r['n']}" + (f", L = {r['length']}" if r["model"].startswith("t5") else ", 224×224")
+        shape = f"N = {r['n']}" + (f", L = {r['length']}" if r["model"].startswith("t5") else "")
         lines += [f"**{r['model']}** ({shape}, P = {r['num_params']:,} evaluated, float32): "
                   f"fwd+bwd {fb:.2f} s; fisheval eval {r['wall_s']:.0f} s wall (the unit {unit:.0f} s = "
                   f"{unit / fb:.0f}× fwd+bwd, the rest loading and tracing), peak RSS {r['rss_gib']:.2f} GiB",
@@ -205,6 +205,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fwd-repeats", type=int, default=3)
     ap.add_argument("--work", default="/tmp/bench-hf")
+    ap.add_argument("--fwd-bwd-only", action="store_true",
+                    help="only time one forward+backward (e.g. at the full batch, when fisheval ran on a smaller one)")
     ap.add_argument("--json", help="also write the measurements here")
     ap.add_argument("extra", nargs="*", help="after --: more fisheval eval options")
     args = ap.parse_args(argv)
@@ -212,6 +214,12 @@ def main(argv=None):
     warnings.filterwarnings("ignore")
     results = []
     for name in args.model:
+        if args.fwd_bwd_only:
+            model, inputs, targets = build(name, args.size, args.batch, args.length, args.labels, torch.float32)
+            fb, trainable = time_fwd_bwd(model, inputs, targets, args.fwd_repeats)
+            print(f"{name}: N = {args.batch}, one forward+backward {fb:.2f} s (median of {args.fwd_repeats}), "
+                  f"{trainable:,} trainable", flush=True)
+            continue
         results.append(bench(args, name, torch.float32))
         print(table(results[-1:]), flush=True)
     if args.json:
