@@ -21,7 +21,6 @@ Writes RUN/base/ (the base model), RUN/run/checkpoint-N/ (adapters), RUN/data.h5
 batches: input datasets by name, targets) and RUN/train_log.csv (step, loss).
 """
 import argparse
-import gzip
 import os
 import sys
 import warnings
@@ -31,20 +30,13 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import export_checkpoint as ex  # noqa: E402
+from make_mlp_series import read_idx  # noqa: E402
 
 warnings.filterwarnings("ignore")
 from peft import LoraConfig, PromptTuningConfig, TaskType, get_peft_model  # noqa: E402
 from transformers import T5Config, T5ForConditionalGeneration, ViTConfig, ViTForImageClassification  # noqa: E402
 
 FASHION = os.environ.get("FISHEVAL_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 # --- tasks: (base model, train inputs, train targets, held-out inputs, held-out targets, loss) --------
