@@ -48,3 +48,8 @@ void refuse_if_reading_fails(const GuardedFile& file, const std::function<void()
 // A seam for the fuzzers (tests/fuzz/fuzz_support.h): a program that defines this function
 // has it called first in every guard child. fisheval itself does not define it.
 extern "C" __attribute__((weak)) void fisheval_crash_guard_child_hook();
+// A second seam for the fuzzers: a program that defines this function and has it return
+// true skips the child (refuse_if_reading_fails returns at once). The fuzzers' guard server
+// has then read the file already in its long-lived child (tests/fuzz/fuzz_support.h).
+// fisheval itself does not define it.
+extern "C" __attribute__((weak)) bool fisheval_crash_guard_skip();

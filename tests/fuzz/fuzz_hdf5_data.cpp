@@ -6,8 +6,9 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fisheval::fuzz::init();
+  static fisheval::fuzz::GuardServer server([](const std::string& p) { (void)fisheval::read_data_file(p); });
   const auto path = fisheval::fuzz::as_file(data, size, "-data.h5");
-  fisheval::fuzz::expect_input_error_only(data, size, [&] {
+  fisheval::fuzz::expect_input_error_only_guarded(server, data, size, path, "data file '" + path + "'", [&] {
     const auto d = fisheval::read_data_file(path);
     std::vector<const fisheval::HostArray*> arrays{&d.targets};
     for (const auto& in : d.inputs) arrays.push_back(&in);
@@ -21,6 +22,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)first;
       (void)last;
     }
-  }, "data file '" + path + "'");
+  });
   return 0;
 }

@@ -5,8 +5,9 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fisheval::fuzz::init();
+  static fisheval::fuzz::GuardServer server([](const std::string& p) { (void)fisheval::read_result_file(p); });
   const auto path = fisheval::fuzz::as_file(data, size, "-results.h5");
-  fisheval::fuzz::expect_input_error_only(data, size, [&] {
+  fisheval::fuzz::expect_input_error_only_guarded(server, data, size, path, "result file '" + path + "'", [&] {
     const auto r = fisheval::read_result_file(path);
     const auto merged = fisheval::merge_results({r, r}, {path, path});
     for (int64_t c = 0; c < r.info.num_checkpoints(); ++c) {
@@ -15,6 +16,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
     (void)merged.info.fingerprint();
-  }, "result file '" + path + "'");
+  });
   return 0;
 }
