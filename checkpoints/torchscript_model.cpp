@@ -20,11 +20,14 @@
 // checked against forward's arguments.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 
 #include <map>
+#include <optional>
 
 #include "base/text.h"
 #include "checkpoints/archive_check.h"
@@ -95,6 +98,9 @@ class TorchScriptModel final : public Model {
         }
       }
     }
+    // A plain torch.jit.script or torch.jit.trace of a model (no export manifest, no tap
+    // attributes) gets the taps the exporter would have added.
+    if (manifest_.version == 0 && !has_tap_attributes()) add_taps_to_plain_layers();
     for (const auto& sub : module_.named_modules()) {
       if (manifest_.taps != "attributes") break;
       if (!sub.value.hasattr("fisheval_kind")) continue;
@@ -228,6 +234,198 @@ class TorchScriptModel final : public Model {
   }
 
  private:
+  bool has_tap_attributes() const {
+    for (const auto& sub : module_.named_modules()) {
+      if (sub.value.hasattr("fisheval_kind")) return true;
+    }
+    return false;
+  }
+
+  // The layer kind of a plain PyTorch module that can be tapped, from its TorchScript class
+  // (torch.nn.modules.linear.Linear, torch.nn.modules.conv.Conv2d with zero padding given
+  // as numbers), or "" for any other.
+  static std::string plain_layer_kind(const torch::jit::Module& m) {
+    const auto cls = plain_class_name(m);
+    if (cls == "torch.nn.modules.linear.Linear") return "linear";
+    return cls == "torch.nn.modules.conv.Conv2d" && conv_geometry(m) ? "conv2d" : "";
+  }
+
+  struct ConvGeometry {
+    std::vector<int64_t> stride, padding, dilation;
+    int64_t groups = 1;
+  };
+
+  // A Conv2d's stride, padding, dilation and groups: class constants of a scripted module
+  // (with padding_mode "zeros" and numeric padding), or, in a traced one, which keeps none
+  // of them, the constant arguments of the one convolution of its forward graph, whose
+  // input is the forward's own (so no padding operation comes first).
+  static std::optional<ConvGeometry> conv_geometry(const torch::jit::Module& m) {
+    ConvGeometry c;
+    if (const auto mode = attribute_or_constant(m, "padding_mode")) {
+      if (!mode->isString() || mode->toStringRef() != "zeros") return std::nullopt;
+      const auto stride = attribute_or_constant(m, "stride"), padding = attribute_or_constant(m, "padding"),
+                 dilation = attribute_or_constant(m, "dilation"), groups = attribute_or_constant(m, "groups");
+      if (!stride || !padding || !dilation || !groups || !groups->isInt()) return std::nullopt;
+      const auto s = int_pair(*stride), p = int_pair(*padding), d = int_pair(*dilation);
+      if (!s || !p || !d) return std::nullopt;
+      return ConvGeometry{*s, *p, *d, groups->toInt()};
+    }
+    const auto method = m.find_method("forward");
+    auto* fn = method ? dynamic_cast<torch::jit::GraphFunction*>(&method->function()) : nullptr;
+    if (!fn) return std::nullopt;
+    const auto graph = fn->graph();
+    const torch::jit::Node* conv = nullptr;
+    for (const auto* node : graph->nodes()) {
+      const auto kind = node->kind().toQualString();
+      if (std::string(kind) == "aten::_convolution" || std::string(kind) == "aten::conv2d") {
+        if (conv) return std::nullopt;  // more than one
+        conv = node;
+      }
+    }
+    if (!conv || graph->inputs().size() != 2 || conv->input(0) != graph->inputs()[1]) return std::nullopt;
+    const bool full = std::string(conv->kind().toQualString()) == "aten::_convolution";
+    if (conv->inputs().size() < (full ? 9u : 7u)) return std::nullopt;
+    // A constant argument; a traced list of constants is a prim::ListConstruct of them.
+    const auto constant = [&](size_t i) -> std::optional<c10::IValue> {
+      auto* v = conv->input(i);
+      if (v->node()->kind() != c10::prim::ListConstruct) return torch::jit::toIValue(v);
+      std::vector<int64_t> ints;
+      for (auto* e : v->node()->inputs()) {
+        const auto iv = torch::jit::toIValue(e);
+        if (!iv || !iv->isInt()) return std::nullopt;
+        ints.push_back(iv->toInt());
+      }
+      return c10::IValue(ints);
+    };
+    const auto s = constant(3), p = constant(4), d = constant(5), g = constant(full ? 8 : 6);
+    if (!s || !p || !d || !g || !g->isInt()) return std::nullopt;
+    if (full) {  // transposed = false
+      const auto t = constant(6);
+      if (!t || !t->isBool() || t->toBool()) return std::nullopt;
+    }
+    const auto ss = int_pair(*s), pp = int_pair(*p), dd = int_pair(*d);
+    if (!ss || !pp || !dd) return std::nullopt;
+    return ConvGeometry{*ss, *pp, *dd, g->toInt()};
+  }
+
+  // The class's qualified name without "__torch__." and TorchScript's "___torch_mangle_N." parts.
+  static std::string plain_class_name(const torch::jit::Module& m) {
+    const auto& type = m.type();
+    if (!type || !type->name()) return "";
+    std::string name = type->name()->qualifiedName(), out;
+    size_t start = 0;
+    while (start <= name.size()) {
+      size_t end = name.find('.', start);
+      if (end == std::string::npos) end = name.size();
+      const auto part = name.substr(start, end - start);
+      if (part != "__torch__" && part.rfind("___torch_mangle_", 0) != 0) out += (out.empty() ? "" : ".") + part;
+      start = end + 1;
+    }
+    return out;
+  }
+
+  // A scripted module keeps nn.Conv2d's stride, padding, ... as class constants; a traced one as attributes.
+  static std::optional<c10::IValue> attribute_or_constant(const torch::jit::Module& m, const std::string& name) {
+    if (m.hasattr(name)) return m.attr(name);
+    if (m.type()->hasConstant(name)) return m.type()->getConstant(name);
+    return std::nullopt;
+  }
+
+  static std::optional<std::vector<int64_t>> int_pair(const c10::IValue& v) {
+    std::vector<int64_t> out;
+    if (v.isIntList()) {
+      out = v.toIntVector();
+    } else if (v.isTuple()) {
+      for (const auto& e : v.toTupleRef().elements()) {
+        if (!e.isInt()) return std::nullopt;
+        out.push_back(e.toInt());
+      }
+    }
+    if (out.size() != 2) return std::nullopt;
+    return out;
+  }
+
+  // The activation module right after `name` in an nn.Sequential parent (as the exporter
+  // finds it), else "identity". Only Fishy's local sampling reads it.
+  std::string following_activation(const std::string& name) const {
+    const auto [owner, leaf] = split_last(name);
+    const auto parent = submodule(module_, owner);
+    if (plain_class_name(parent) != "torch.nn.modules.container.Sequential") return "identity";
+    bool next = false;
+    for (const auto& child : parent.named_children()) {
+      if (next) {
+        static const std::map<std::string, std::string> kActivations{
+            {"torch.nn.modules.activation.ReLU", "relu"},       {"torch.nn.modules.activation.Tanh", "tanh"},
+            {"torch.nn.modules.activation.Sigmoid", "sigmoid"}, {"torch.nn.modules.activation.GELU", "gelu"},
+            {"torch.nn.modules.activation.Softmax", "softmax"}, {"torch.nn.modules.linear.Identity", "identity"}};
+        const auto it = kActivations.find(plain_class_name(child.value));
+        return it == kActivations.end() ? "identity" : it->second;
+      }
+      next = child.name == leaf;
+    }
+    return "identity";
+  }
+
+  // The exporter's taps (scripts/export_checkpoint.py, TappedLinear / TappedConv2d) added
+  // to the loaded module: each plain Linear and zero-padded Conv2d submodule gets the tap
+  // attributes, and its compiled forward(self, x) -> y ends with
+  //     self.fisheval_input = x;  self.fisheval_output = y;  self.fisheval_calls += 1
+  // (the forward graph is extended before it ever runs). Submodules of one TorchScript
+  // class share one forward: a class is extended once, and only when every instance of it
+  // can be tapped (else its instances would lack the attributes the graph sets).
+  void add_taps_to_plain_layers() {
+    std::map<const c10::ClassType*, std::vector<std::pair<std::string, torch::jit::Module>>> by_class;
+    std::map<const c10::ClassType*, bool> tappable;
+    for (const auto& sub : module_.named_modules()) {
+      const auto* cls = sub.value.type().get();
+      by_class[cls].emplace_back(sub.name, sub.value);
+      bool ok = !plain_layer_kind(sub.value).empty() && forward_maps_tensor(sub.value);
+      for (const char* name : {"fisheval_activation", "fisheval_calls", "fisheval_input", "fisheval_output",
+                               "fisheval_stride", "fisheval_padding", "fisheval_dilation", "fisheval_groups"}) {
+        ok = ok && !sub.value.hasattr(name);  // names of its own: left as it is
+      }
+      const auto it = tappable.find(cls);
+      tappable[cls] = ok && (it == tappable.end() || it->second);
+    }
+    for (auto& [cls, instances] : by_class) {
+      if (!tappable[cls]) continue;
+      for (auto& [name, m] : instances) {
+        const auto kind = plain_layer_kind(m);
+        m.register_attribute("fisheval_kind", c10::StringType::get(), kind);
+        m.register_attribute("fisheval_activation", c10::StringType::get(), following_activation(name));
+        m.register_attribute("fisheval_calls", c10::IntType::get(), int64_t{0});
+        m.register_attribute("fisheval_input", c10::TensorType::get(), at::zeros({0}));
+        m.register_attribute("fisheval_output", c10::TensorType::get(), at::zeros({0}));
+        if (kind == "conv2d") {
+          const auto c = *conv_geometry(m);
+          m.register_attribute("fisheval_stride", c10::ListType::ofInts(), c10::List<int64_t>(c.stride));
+          m.register_attribute("fisheval_padding", c10::ListType::ofInts(), c10::List<int64_t>(c.padding));
+          m.register_attribute("fisheval_dilation", c10::ListType::ofInts(), c10::List<int64_t>(c.dilation));
+          m.register_attribute("fisheval_groups", c10::IntType::get(), c.groups);
+        }
+      }
+      auto graph = torch::jit::toGraphFunction(instances.front().second.get_method("forward").function()).graph();
+      torch::jit::WithInsertPoint at_return(graph->return_node());
+      auto* self = graph->inputs()[0];
+      graph->insertNode(graph->createSetAttr(self, "fisheval_input", graph->inputs()[1]));
+      graph->insertNode(graph->createSetAttr(self, "fisheval_output", graph->outputs()[0]));
+      auto* calls = graph->insertGetAttr(self, "fisheval_calls");
+      auto* one = graph->insertConstant(int64_t{1});
+      graph->insertNode(graph->createSetAttr(self, "fisheval_calls", graph->insert(c10::aten::add, {calls, one})));
+    }
+  }
+
+  // forward(self, x: Tensor) -> Tensor, as compiled.
+  static bool forward_maps_tensor(const torch::jit::Module& m) {
+    const auto method = m.find_method("forward");
+    if (!method) return false;
+    auto* fn = dynamic_cast<torch::jit::GraphFunction*>(&method->function());
+    if (!fn) return false;
+    const auto graph = fn->graph();
+    return graph->inputs().size() == 2 && graph->outputs().size() == 1 &&
+           graph->inputs()[1]->type()->kind() == c10::TypeKind::TensorType &&
+           graph->outputs()[0]->type()->kind() == c10::TypeKind::TensorType;
+  }
 
   bool has_parameter(const std::string& name) const {
     if (std::find(names_.begin(), names_.end(), name) != names_.end()) return true;
