@@ -39,7 +39,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import warnings
 
@@ -54,6 +53,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from bench_models import mlp  # noqa: E402
 from bench_pytorch_baseline import load_batch  # noqa: E402
+from bench_pytorch_baseline import median_ms as baseline_median_ms  # noqa: E402
 from export_checkpoint import export_checkpoint, export_data  # noqa: E402
 
 TOL = 1e-8
@@ -61,12 +61,7 @@ TOL = 1e-8
 
 def median_ms(fn, repeats):
     fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+    return baseline_median_ms(fn, repeats)
 
 
 def flat(tensors):
