@@ -15,6 +15,8 @@
 //   fisheval_loss: str ("cross-entropy", "squared-error" or "binary-cross-entropy").
 // * outputs (traced modules, e.g. Hugging Face + PEFT): forward returns the tuple
 //   (logits, a_1, o_1, ..., a_L, o_L) of the manifest's L layers' inputs and outputs.
+// A plain torch.jit.script / torch.jit.trace archive (no manifest, no tap attributes) gets
+// the attributes convention at load time (add_taps_to_plain_layers).
 //
 // Inputs: one tensor "inputs" is passed positionally; several named inputs by name, each
 // checked against forward's arguments.
@@ -260,7 +262,6 @@ class TorchScriptModel final : public Model {
   // of them, the constant arguments of the one convolution of its forward graph, whose
   // input is the forward's own (so no padding operation comes first).
   static std::optional<ConvGeometry> conv_geometry(const torch::jit::Module& m) {
-    ConvGeometry c;
     if (const auto mode = attribute_or_constant(m, "padding_mode")) {
       if (!mode->isString() || mode->toStringRef() != "zeros") return std::nullopt;
       const auto stride = attribute_or_constant(m, "stride"), padding = attribute_or_constant(m, "padding"),
