@@ -126,7 +126,9 @@ void write_array(H5::H5File& file, const std::string& name, const Array& a, bool
   const auto space = space_of(a.shape);
   if (as_int64) {
     std::vector<int64_t> ints(a.data.size());
-    for (size_t i = 0; i < ints.size(); ++i) ints[i] = std::isfinite(a.data[i]) ? static_cast<int64_t>(a.data[i]) : -1;
+    // −1 for what no int64 holds (NaN, ±inf, |v| ≥ 2⁶³: converting it would be undefined).
+    const auto representable = [](double v) { return v >= -9223372036854775808.0 && v < 9223372036854775808.0; };
+    for (size_t i = 0; i < ints.size(); ++i) ints[i] = representable(a.data[i]) ? static_cast<int64_t>(a.data[i]) : -1;
     auto ds = file.createDataSet(name, H5::PredType::NATIVE_INT64, space);
     if (!ints.empty()) ds.write(ints.data(), H5::PredType::NATIVE_INT64);
     if (!description.empty()) write_attr(ds, "description", description);

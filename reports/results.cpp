@@ -296,7 +296,15 @@ ResultFile read_result_file_here(const std::string& path) {
     if (samples.shape.size() != 2) throw InputError(fmt::format("'{}': dataset batch_samples must be 2-d", path));
     for (int64_t b = 0; b < samples.shape.at(0); ++b) {
       std::vector<int64_t> idx;
-      for (int64_t n = 0; n < samples.shape.at(1); ++n) idx.push_back(static_cast<int64_t>(samples.data[b * samples.shape[1] + n]));
+      for (int64_t n = 0; n < samples.shape.at(1); ++n) {
+        // A sample index: a whole number in [0, 2⁵³] (the double it is read as holds it
+        // exactly); anything else, converted, would be undefined (found by fuzz_results).
+        const double v = samples.data[b * samples.shape[1] + n];
+        if (!(v >= 0 && v <= 9007199254740992.0) || v != std::floor(v)) {
+          throw InputError(fmt::format("'{}': dataset batch_samples holds {}, which is no sample index", path, v));
+        }
+        idx.push_back(static_cast<int64_t>(v));
+      }
       info.batches.push_back(idx);
     }
     info.settings = parse_settings(h5::read_string_attr(file, "settings"));

@@ -12,6 +12,7 @@
 #include <execinfo.h>
 #include <poll.h>
 #include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -218,6 +219,11 @@ class GuardServer {
   [[noreturn]] void serve(int fd) {
     for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS}) std::signal(sig, SIG_DFL);
     fisheval_crash_guard_child_hook();
+    // No libFuzzer artifact from the server: libFuzzer's death callback, inherited, would
+    // save the input it held when the server was forked, not the one being read. A server
+    // that a sanitizer ends is replaced, and the fresh guard child that then reads the same
+    // input, forked with it, saves the right one if the error is reproduced.
+    __sanitizer_set_death_callback(nullptr);
     detail::skip_guard = true;  // the server is the guard: no child of its own
     std::string path;
     for (;;) {
