@@ -342,14 +342,11 @@ at::Tensor Linearisation::gram(const TapGrads& b, const TapGrads& c) {
   for (size_t l = 0; l < taps_.size(); ++l) {
     const auto [wi, bi] = coverage_[l];
     if (wi < 0 && bi < 0) continue;
-    const auto a = wi >= 0 ? layer_input_tokens(l) : at::Tensor();
-    for (int64_t s = 0; s < b.sets; ++s) {
-      for (int64_t r = 0; r < c.sets; ++r) {
-        auto block = result.narrow(0, s * N, N).narrow(1, r * N, N);
-        if (wi >= 0) block.add_(weight_gram(a, b.per_layer[l][s], a, c.per_layer[l][r]));
-        if (bi >= 0) block.add_(bias_gram(b.per_layer[l][s], c.per_layer[l][r]));
-      }
-    }
+    const auto& bl = b.per_layer[l];  // [S, N, T, d_out]
+    const auto& cl = c.per_layer[l];  // [R, N, T, d_out]
+    if (wi >= 0) result.add_(weight_gram_sets(layer_input_tokens(l), bl, cl));
+    // Bias: (Σ_t b_snt)·(Σ_u c_rmu) for every pair of sets at once.
+    if (bi >= 0) result.add_(torch::mm(bl.sum(2).reshape({b.sets * N, -1}), cl.sum(2).reshape({c.sets * N, -1}).t()));
   }
   return result;
 }

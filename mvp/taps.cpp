@@ -56,6 +56,24 @@ at::Tensor weight_gram(const at::Tensor& a, const at::Tensor& b, const at::Tenso
   return torch::mm(g1, g2.t());
 }
 
-at::Tensor bias_gram(const at::Tensor& b, const at::Tensor& b2) { return torch::mm(b.sum(1), b2.sum(1).t()); }
+at::Tensor weight_gram_sets(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c) {
+  const int64_t S = b.size(0), R = c.size(0), N = a.size(0), T = a.size(1);
+  const int64_t din = a.size(2), dout = b.size(3);
+  const double kernel_cost = double(N * T) * double(N * T) * double(din + dout);
+  const double explicit_cost = double(2 * N * T) * din * dout + double(N) * N * din * dout;
+  const double kernel_entries = double(S) * R * double(N * T) * double(N * T);
+  if ((T == 1 || kernel_cost < explicit_cost) && kernel_entries <= double(1 << 24)) {
+    // Σ_{t,u} (a_nt·a_mu)(b_snt·c_rmu): [S, N, T] × [R, N, T] kernels of b and c, times a's.
+    const auto ka = torch::mm(a.reshape({N * T, din}), a.reshape({N * T, din}).t()).reshape({1, N, T, 1, N, T});
+    const auto kb = torch::mm(b.reshape({S * N * T, dout}), c.reshape({R * N * T, dout}).t());
+    return (kb.reshape({S, N, T, R, N, T}) * ka).sum(at::IntArrayRef{2, 5}).reshape({S * N, R * N});
+  }
+  auto out = torch::empty({S * N, R * N}, b.options());
+  for (int64_t s = 0; s < S; ++s) {
+    for (int64_t r = 0; r < R; ++r) out.narrow(0, s * N, N).narrow(1, r * N, N).copy_(weight_gram(a, b[s], a, c[r]));
+  }
+  return out;
+}
+
 
 }  // namespace fisheval::mvp

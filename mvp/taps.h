@@ -23,7 +23,12 @@ at::Tensor per_sample_bias_grad(const at::Tensor& b);
 // Gram contribution of the weight, [N, M]: Σ_{t,u} (a_nt·a'_mu)(b_nt·b'_mu), without forming
 // per-sample gradients when that is cheaper (decided by a flop count).
 at::Tensor weight_gram(const at::Tensor& a, const at::Tensor& b, const at::Tensor& a2, const at::Tensor& b2);
-// Gram contribution of the bias, [N, M]: (Σ_t b_nt)·(Σ_u b'_mu).
-at::Tensor bias_gram(const at::Tensor& b, const at::Tensor& b2);
+// The same for S and R seed sets of one layer at once, b [S, N, T, d_out] and c [R, N, T,
+// d_out] with the same inputs a [N, T, d_in]: [S·N, R·N], block (s, r) = weight_gram(a, b[s],
+// a, c[r]). The kernel form in one product per factor, a aᵀ shared by every pair of sets
+// (one product instead of one per pair: the indicator's J_z Jᵀ pairs C = 10 output units
+// with the true-label set); pair by pair where the kernels would not fit or per-sample
+// gradients are cheaper.
+at::Tensor weight_gram_sets(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c);
 
 }  // namespace fisheval::mvp

@@ -155,9 +155,13 @@ at::Tensor BatchState::materialise(const Direction& dir) {
   for (const auto& blk : dir.blocks) {
     const auto dt = d.scalar_type();
     auto m = torch::mm(torch::mm(blk.U_out.to(dt), blk.X.to(dt)), blk.U_in.t().to(dt));  // U_out X U_inᵀ
-    if (blk.thin()) {  // + U_out·left + right·U_inᵀ + c·G_perp
-      m += torch::mm(blk.U_out.to(dt), blk.left.to(dt)) + torch::mm(blk.right.to(dt), blk.U_in.t().to(dt)) +
-           blk.perp_coef * blk.split->perp.to(dt);
+    if (blk.thin()) {  // + U_out·diag(l)·G_left + G_right·diag(r)·U_inᵀ + c·G_perp
+      const auto& sp = *blk.split;
+      m += torch::mm(blk.U_out.to(dt), (blk.left_scale.unsqueeze(1) * sp.left).to(dt)) +
+           torch::mm((sp.right * blk.right_scale.unsqueeze(0)).to(dt), blk.U_in.t().to(dt));
+      if (blk.perp_coef != 0) {  // G_perp = G Q_in − U_out·G_left
+        m += blk.perp_coef * (sp.GQ - torch::mm(blk.U_out, sp.left)).to(dt);
+      }
     }
     const int64_t wcols = blk.cols - (blk.bias >= 0 ? 1 : 0);
     if (blk.weight >= 0) {
@@ -193,9 +197,9 @@ std::pair<double, double> BatchState::products(const Direction& dir) {
   if (blocks_only) {
     // Orthonormal columns: ⟨U_out X U_inᵀ, G⟩ = ⟨X, Ĝ⟩ with Ĝ = U_outᵀ G U_in and
     // ‖U_out X U_inᵀ‖ = ‖X‖. Thin bases add three terms orthogonal to it and to each other,
-    // against G's parts of the same shape (direction.h):
-    //   dᵀg  = ⟨X, Ĝ⟩ + ⟨left, G_left⟩ + ⟨right, G_right⟩ + c‖G_perp‖²,
-    //   ‖d‖² = ‖X‖² + ‖left‖² + ‖right‖² + c²‖G_perp‖².
+    // G's parts scaled (direction.h), with ℓ_r = ‖row r of G_left‖², ρ_r = ‖column r of G_right‖²:
+    //   dᵀg  = ⟨X, Ĝ⟩ + Σ l_r ℓ_r + Σ r_r ρ_r + c‖G_perp‖²,
+    //   ‖d‖² = ‖X‖² + Σ l_r² ℓ_r + Σ r_r² ρ_r + c²‖G_perp‖².
     // The remainder is zero on the blocks.
     double dg = 0, dd = 0;
     const auto g64 = g.to(torch::kDouble);
@@ -210,9 +214,10 @@ std::pair<double, double> BatchState::products(const Direction& dir) {
       if (blk.thin()) {
         const auto& sp = *blk.split;
         const double c = blk.perp_coef;
-        dg += (blk.left * sp.left).sum().item<double>() + (blk.right * sp.right).sum().item<double>() +
-              c * sp.perp_norm_sq;
-        dd += blk.left.square().sum().item<double>() + blk.right.square().sum().item<double>() +
+        const auto& l = blk.left_scale;
+        const auto& r = blk.right_scale;
+        dg += (l.dot(sp.left_row_sq) + r.dot(sp.right_col_sq)).item<double>() + c * sp.perp_norm_sq;
+        dd += (l.square().dot(sp.left_row_sq) + r.square().dot(sp.right_col_sq)).item<double>() +
               c * c * sp.perp_norm_sq;
       }
     }
@@ -286,22 +291,32 @@ at::Tensor BatchState::block_logit_jvp(const std::vector<const BasisBlock*>& blo
         return std::make_pair(torch::matmul(abar, blk->U_in.to(dtype)),
                               torch::matmul(units.per_layer[blk->layer], blk->U_out.to(dtype)));
       });
-      auto v = torch::matmul(rotated.first, blk->X.t().to(dtype));  // X ã: [N, T, r_out]
+      const auto v = torch::matmul(rotated.first, blk->X.t().to(dtype));  // X ã: [N, T, r_out]
+      jd.add_(torch::einsum("zntr,ntr->nz", {rotated.second, v}));
       if (blk->thin()) {
-        // Thin bases: ⟨b, U_out·left ā⟩ = ⟨b̃, left ā⟩, ⟨b, right·U_inᵀ ā⟩ = ⟨b, right ã⟩, and
-        // c·J_z(G_perp), the same for every direction in these bases.
-        v += torch::matmul(abar, blk->left.t().to(dtype));
-        jd.add_(torch::einsum("zntr,ntr->nz",
-                              {units.per_layer[blk->layer], torch::matmul(rotated.first, blk->right.t().to(dtype))}));
+        // Thin bases, G's parts outside them (direction.h), each a sum over the basis side
+        // that the method scales, formed once per basis as [N, Z, r] and then weighted:
+        //   ⟨b, U_out·diag(l)·G_left ā⟩ = Σ_r l_r Σ_t b̃_r (G_left ā)_r,
+        //   ⟨b, G_right·diag(r)·U_inᵀ ā⟩ = Σ_r r_r Σ_t (bᵀ G_right)_r ã_r,
+        //   ⟨b, G_perp ā⟩ = ⟨b, G Q_in ā⟩ − Σ_r Σ_t b̃_r (G_left ā)_r (G Q_in's products shared).
+        const auto& sp = *blk->split;
+        const auto& left = memo<at::Tensor>(fmt::format("left-jvp/{}", key), [&] {
+          return torch::einsum("zntr,ntr->nzr", {rotated.second, torch::matmul(abar, sp.left.t().to(dtype))});
+        });
+        const auto& right = memo<at::Tensor>(fmt::format("right-jvp/{}", key), [&] {
+          return torch::einsum("zntr,ntr->nzr",
+                               {torch::matmul(units.per_layer[blk->layer], sp.right.to(dtype)), rotated.first});
+        });
+        jd.add_(torch::matmul(left, blk->left_scale.to(dtype)) + torch::matmul(right, blk->right_scale.to(dtype)));
         if (blk->perp_coef != 0) {
-          const auto& jp = memo<at::Tensor>(fmt::format("perp-jvp/{}", key), [&] {
-            return torch::einsum("zntr,ntr->nz",
-                                 {units.per_layer[blk->layer], torch::matmul(abar, blk->split->perp.t().to(dtype))});
-          });
-          jd.add_(jp, blk->perp_coef);
+          const auto& gq = memo<at::Tensor>(
+              fmt::format("gq-jvp/{}/{}", blk->layer, static_cast<const void*>(sp.GQ.data_ptr())), [&] {
+                return torch::einsum("zntr,ntr->nz",
+                                     {units.per_layer[blk->layer], torch::matmul(abar, sp.GQ.t().to(dtype))});
+              });
+          jd.add_(gq - left.sum(-1), blk->perp_coef);
         }
       }
-      jd.add_(torch::einsum("zntr,ntr->nz", {rotated.second, v}));
     } else {
       const auto D = torch::matmul(torch::matmul(blk->U_out, blk->X), blk->U_in.t()).to(dtype);  // [rows, cols]
       const auto v = torch::matmul(abar, D.t());                                                  // D ā: [N, T, rows]

@@ -25,15 +25,23 @@ namespace fisheval::solvers {
 //   G = U_out Ĝ U_inᵀ + U_out·G_left + G_right·U_inᵀ + G_perp,
 //   Ĝ = U_outᵀ G U_in,  G_left = U_outᵀ G Q_in,  G_right = Q_out G U_in,  G_perp = Q_out G Q_in,
 // four mutually orthogonal matrices (full bases: G_left, G_right, G_perp vanish).
+// G_perp is not kept: it is G Q_in − U_out·G_left, from G Q_in, which every method with the
+// same input basis shares (solvers/kronecker.h, split_input).
 struct GradientSplit {
-  at::Tensor rotated, left, right, perp;  // [r_out, r_in], [r_out, cols], [rows, r_in], [rows, cols]
-  double perp_norm_sq = 0;                // ‖G_perp‖²
+  at::Tensor rotated, left, right;  // Ĝ [r_out, r_in], G_left [r_out, cols], G_right [rows, r_in]
+  at::Tensor GQ;                    // G Q_in [rows, cols] (shared)
+  at::Tensor left_row_sq;           // ‖row r of G_left‖² [r_out]
+  at::Tensor right_col_sq;          // ‖column r of G_right‖² [r_in]
+  double perp_norm_sq = 0;          // ‖G_perp‖² = ‖G Q_in‖² − ‖G_left‖²
 };
 
 // One layer block (see solvers/kronecker.h for the block convention [W | b]): the matrix
-//   D = U_out X U_inᵀ + U_out·left + right·U_inᵀ + perp_coef·G_perp,
-// the last three only with thin bases (left's rows in span Q_in, right's columns in span
-// Q_out, so that the four terms are orthogonal as G's parts are).
+//   D = U_out X U_inᵀ + U_out·diag(left_scale)·G_left + G_right·diag(right_scale)·U_inᵀ
+//       + perp_coef·G_perp,
+// the last three only with thin bases (G's parts, split: orthogonal to each other and to
+// the first term). Every method scales G's parts outside its bases by a diagonal on the
+// basis side (Kronecker: 1/λ everywhere; Shampoo: its inverse powers), so the products
+// with them are formed once per basis and reused for every damping.
 struct BasisBlock {
   size_t layer = 0;             // index into lin.layers()
   int weight = -1, bias = -1;   // layout indices of the block's parameters (−1: not selected)
@@ -41,8 +49,9 @@ struct BasisBlock {
   at::Tensor U_out, U_in;       // orthonormal columns [rows, r_out] and [cols, r_in], float64
   at::Tensor X;                 // coefficients [r_out, r_in], float64
   at::Tensor G_rotated;         // U_outᵀ G U_in of the gradient's block (optional; computed when absent)
-  at::Tensor left, right;       // [r_out, cols] and [rows, r_in] (thin bases; undefined: zero)
-  double perp_coef = 0;         // multiple of split->perp
+  at::Tensor left_scale;        // [r_out] float64 (thin bases)
+  at::Tensor right_scale;       // [r_in] float64 (thin bases)
+  double perp_coef = 0;         // multiple of G_perp
   std::shared_ptr<const GradientSplit> split;  // the gradient's parts in these bases (thin bases)
 
   bool thin() const { return split != nullptr; }

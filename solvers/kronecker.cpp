@@ -281,17 +281,42 @@ std::pair<at::Tensor, bool> kronecker_solve(const Eigen& A, const Eigen& B, cons
   return eigenbasis_solve(B.vectors, A.vectors, torch::outer(B.values, A.values), G, lambda);
 }
 
+std::shared_ptr<const InputSplit> split_input(const at::Tensor& U_in, const at::Tensor& G) {
+  auto out = std::make_shared<InputSplit>();
+  out->GU = torch::mm(G, U_in);                      // G U_in
+  out->GQ = G - torch::mm(out->GU, U_in.t());        // G Q_in
+  out->gq_norm_sq = out->GQ.square().sum().item<double>();
+  return out;
+}
+
+std::shared_ptr<const GradientSplit> split_gradient(const at::Tensor& U_out, const InputSplit& in) {
+  auto out = std::make_shared<GradientSplit>();
+  out->rotated = torch::mm(U_out.t(), in.GU);                  // Ĝ = U_outᵀ G U_in
+  out->left = torch::mm(U_out.t(), in.GQ);                     // U_outᵀ G Q_in
+  out->right = in.GU - torch::mm(U_out, out->rotated);         // Q_out G U_in
+  out->GQ = in.GQ;
+  out->left_row_sq = out->left.square().sum(1);
+  out->right_col_sq = out->right.square().sum(0);
+  // ‖Q_out G Q_in‖² = ‖G Q_in‖² − ‖P_out G Q_in‖²; clamped: both may be rounding-sized.
+  out->perp_norm_sq = std::max(0.0, in.gq_norm_sq - out->left_row_sq.sum().item<double>());
+  return out;
+}
+
 std::shared_ptr<const GradientSplit> split_gradient(const at::Tensor& U_out, const at::Tensor& U_in,
                                                     const at::Tensor& G) {
-  auto out = std::make_shared<GradientSplit>();
-  const auto UG = torch::mm(U_out.t(), G);            // U_outᵀ G
-  out->rotated = torch::mm(UG, U_in);                 // Ĝ
-  out->left = UG - torch::mm(out->rotated, U_in.t());  // U_outᵀ G Q_in
-  const auto QG = G - torch::mm(U_out, UG);           // Q_out G
-  out->right = torch::mm(QG, U_in);                   // Q_out G U_in
-  out->perp = QG - torch::mm(out->right, U_in.t());   // Q_out G Q_in
-  out->perp_norm_sq = out->perp.square().sum().item<double>();
-  return out;
+  return split_gradient(U_out, *split_input(U_in, G));
+}
+
+const std::shared_ptr<const GradientSplit>& gradient_split(BatchState& state, const LayerBlock& block,
+                                                           const at::Tensor& U_out, const at::Tensor& U_in) {
+  const auto ptr = [](const at::Tensor& t) { return static_cast<const void*>(t.data_ptr()); };
+  const auto& in = state.memo<std::shared_ptr<const InputSplit>>(
+      fmt::format("kron/split-in/{}/{}/{}", block.layer, block.weight, ptr(U_in)), [&] {
+        return split_input(U_in, block_of(state.grad().to(torch::kDouble), state.lin().layout(), block));
+      });
+  return state.memo<std::shared_ptr<const GradientSplit>>(
+      fmt::format("kron/split/{}/{}/{}/{}", block.layer, block.weight, ptr(U_out), ptr(U_in)),
+      [&] { return split_gradient(U_out, *in); });
 }
 
 std::pair<at::Tensor, bool> diagonal_solve(const at::Tensor& D, const at::Tensor& g, double lambda) {

@@ -139,9 +139,22 @@ std::pair<at::Tensor, bool> kronecker_solve(const Eigen& A, const Eigen& B, cons
 // d_i = g_i / (D_i + λ), pseudo-inverse (D_i ≤ 1e-12·max D dropped) at λ = 0.
 std::pair<at::Tensor, bool> diagonal_solve(const at::Tensor& D, const at::Tensor& g, double lambda);
 
-// G's parts in the bases U_out, U_in (direction.h, GradientSplit).
+// G's parts against an input basis alone: G U_in and G Q_in = G − (G U_in) U_inᵀ, with
+// ‖G Q_in‖², shared by every method whose input basis it is (kfac, ekfac and iekfac share A's).
+struct InputSplit {
+  at::Tensor GU, GQ;
+  double gq_norm_sq = 0;
+};
+std::shared_ptr<const InputSplit> split_input(const at::Tensor& U_in, const at::Tensor& G);
+// G's parts in the bases U_out, U_in (direction.h, GradientSplit), from its input split:
+//   Ĝ = U_outᵀ (G U_in),  G_left = U_outᵀ (G Q_in),  G_right = G U_in − U_out Ĝ,
+//   ‖G_perp‖² = ‖G Q_in‖² − ‖G_left‖² (Q_out G Q_in and U_out·G_left are orthogonal parts of G Q_in).
+std::shared_ptr<const GradientSplit> split_gradient(const at::Tensor& U_out, const InputSplit& in);
 std::shared_ptr<const GradientSplit> split_gradient(const at::Tensor& U_out, const at::Tensor& U_in,
                                                     const at::Tensor& G);
+// The same, memoised per batch for the gradient's block of `block` (keyed by the bases).
+const std::shared_ptr<const GradientSplit>& gradient_split(BatchState& state, const LayerBlock& block,
+                                                           const at::Tensor& U_out, const at::Tensor& U_in);
 
 // Statistics of the output gradients, by the seeds they come from.
 enum class Statistic { kSampled, kExact, kTrue, kTrueOverS };

@@ -111,12 +111,15 @@ class KroneckerMethod final : public UpdateMethod {
     const auto& g = state.grad();
     const auto g64 = g.to(torch::kDouble);
     bool dropped = false;
-    // U_Bᵀ G U_A per block, once for every damping.
+    // U_Bᵀ G U_A per block, once for every damping (thin bases: from G's split).
     const auto& rotated = state.memo<std::vector<at::Tensor>>(
         fmt::format("{}/{}/{}/rotated", name_, reduce_, factorisation_name(factorisation_)), [&] {
       std::vector<at::Tensor> out;
       for (size_t i = 0; i < plan.blocks.size(); ++i) {
-        out.push_back(kron::rotate(B[i].vectors, A[i].vectors, kron::block_of(g64, layout, plan.blocks[i])));
+        const auto& blk = plan.blocks[i];
+        out.push_back(A[i].thin() || B[i].thin()
+                          ? kron::gradient_split(state, blk, B[i].vectors, A[i].vectors)->rotated
+                          : kron::rotate(B[i].vectors, A[i].vectors, kron::block_of(g64, layout, blk)));
       }
       return out;
     });
@@ -130,13 +133,11 @@ class KroneckerMethod final : public UpdateMethod {
         // Thin bases: outside span(U_B) ⊗ span(U_A) the block's curvature is exactly 0, so
         // there d = G/λ — G's parts G_left, G_right, G_perp (direction.h) times c = 1/λ — and
         // at λ = 0 the pseudo-inverse drops them.
-        const auto& split = state.memo<std::shared_ptr<const GradientSplit>>(
-            fmt::format("{}/{}/{}/split/{}", name_, reduce_, factorisation_name(factorisation_), i),
-            [&] { return kron::split_gradient(B[i].vectors, A[i].vectors, kron::block_of(g64, layout, blk)); });
+        const auto& split = kron::gradient_split(state, blk, B[i].vectors, A[i].vectors);
         const double c = damping > 0 ? 1.0 / damping : 0.0;
         lost = lost || damping == 0;
-        block.left = c * split->left;
-        block.right = c * split->right;
+        block.left_scale = torch::full({split->left.size(0)}, c, split->left.options());
+        block.right_scale = torch::full({split->right.size(1)}, c, split->right.options());
         block.perp_coef = c;
         block.split = split;
       }

@@ -140,7 +140,11 @@ class ShampooMethod final : public UpdateMethod {
         fmt::format("{}/{}/rotated", name_, factorisation_name(factorisation_)), [&] {
       std::vector<at::Tensor> out;
       for (size_t i = 0; i < plan.blocks.size(); ++i) {
-        out.push_back(kron::rotate(st.left[i].vectors, st.right[i].vectors, kron::block_of(g64, layout, plan.blocks[i])));
+        const auto& L = st.left[i];
+        const auto& R = st.right[i];
+        out.push_back(L.thin() || R.thin()
+                          ? kron::gradient_split(state, plan.blocks[i], L.vectors, R.vectors)->rotated
+                          : kron::rotate(L.vectors, R.vectors, kron::block_of(g64, layout, plan.blocks[i])));
       }
       return out;
     });
@@ -166,13 +170,11 @@ class ShampooMethod final : public UpdateMethod {
       const double a = L.thin() && shift_l > 0 ? std::pow(shift_l, -power_) : 0.0;
       const double b = R.thin() && shift_r > 0 ? std::pow(shift_r, -power_) : 0.0;
       dropped = dropped || (L.thin() && shift_l <= 0) || (R.thin() && shift_r <= 0);
-      const auto& split = state.memo<std::shared_ptr<const GradientSplit>>(
-          fmt::format("{}/{}/split/{}", name_, factorisation_name(factorisation_), i),
-          [&] { return kron::split_gradient(L.vectors, R.vectors, kron::block_of(g64, layout, blk)); });
+      const auto& split = kron::gradient_split(state, blk, L.vectors, R.vectors);
       BasisBlock block{blk.layer, blk.weight, blk.bias, blk.rows, blk.cols, L.vectors, R.vectors,
                        split->rotated * torch::outer(li, ri), split->rotated};
-      block.left = b * li.unsqueeze(1) * split->left;
-      block.right = a * split->right * ri.unsqueeze(0);
+      block.left_scale = b * li;
+      block.right_scale = a * ri;
       block.perp_coef = a * b;
       block.split = split;
       out.blocks.push_back(std::move(block));
