@@ -68,6 +68,14 @@ at::Tensor weight_gram_sets(const at::Tensor& a, const at::Tensor& b, const at::
     const auto kb = torch::mm(b.reshape({S * N * T, dout}), c.reshape({R * N * T, dout}).t());
     return (kb.reshape({S, N, T, R, N, T}) * ka).sum(at::IntArrayRef{2, 5}).reshape({S * N, R * N});
   }
+  if (double(S + R) * N * din * dout <= double(1 << 24)) {
+    // Per-sample gradients Σ_t b_snt a_ntᵀ of every set at once, then one product.
+    const auto grads = [&](const at::Tensor& x, int64_t sets) {
+      const auto ax = a.unsqueeze(0).expand({sets, N, T, din}).reshape({sets * N, T, din});
+      return torch::bmm(x.reshape({sets * N, T, dout}).transpose(1, 2), ax).reshape({sets * N, -1});
+    };
+    return torch::mm(grads(b, S), grads(c, R).t());
+  }
   auto out = torch::empty({S * N, R * N}, b.options());
   for (int64_t s = 0; s < S; ++s) {
     for (int64_t r = 0; r < R; ++r) out.narrow(0, s * N, N).narrow(1, r * N, N).copy_(weight_gram(a, b[s], a, c[r]));

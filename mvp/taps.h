@@ -27,8 +27,8 @@ at::Tensor weight_gram(const at::Tensor& a, const at::Tensor& b, const at::Tenso
 // d_out] with the same inputs a [N, T, d_in]: [S·N, R·N], block (s, r) = weight_gram(a, b[s],
 // a, c[r]). The kernel form in one product per factor, a aᵀ shared by every pair of sets
 // (one product instead of one per pair: the indicator's J_z Jᵀ pairs C = 10 output units
-// with the true-label set); pair by pair where the kernels would not fit or per-sample
-// gradients are cheaper.
+// with the true-label set), or, where per-sample gradients are cheaper, those of every set
+// at once; pair by pair where neither would fit.
 at::Tensor weight_gram_sets(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c);
 
 }  // namespace fisheval::mvp

@@ -287,12 +287,15 @@ at::Tensor BatchState::block_logit_jvp(const std::vector<const BasisBlock*>& blo
     const double direct_cost = double(K) * rows * r_in * (r_out + cols);
     const auto how = options_.block_products;
     if (blk->thin() || how == BlockProducts::kRotated || (how == BlockProducts::kAuto && rotate_cost <= direct_cost)) {
+      // ã [N, T, r_in], and b̃ laid out once as [N, Z, T·r_out], so that each direction's
+      // ⟨b̃, X ã⟩ is one batched product without copying the taps again.
       const auto& rotated = memo<std::pair<at::Tensor, at::Tensor>>(key, [&] {
+        const auto bt = torch::matmul(units.per_layer[blk->layer], blk->U_out.to(dtype));  // [Z, N, T, r_out]
         return std::make_pair(torch::matmul(abar, blk->U_in.to(dtype)),
-                              torch::matmul(units.per_layer[blk->layer], blk->U_out.to(dtype)));
+                              bt.permute({1, 0, 2, 3}).reshape({N, Z, -1}).contiguous());
       });
       const auto v = torch::matmul(rotated.first, blk->X.t().to(dtype));  // X ã: [N, T, r_out]
-      jd.add_(torch::einsum("zntr,ntr->nz", {rotated.second, v}));
+      jd.add_(torch::bmm(rotated.second, v.reshape({N, -1, 1})).squeeze(-1));
       if (blk->thin()) {
         // Thin bases, G's parts outside them (direction.h), each a sum over the basis side
         // that the method scales, formed once per basis as [N, Z, r] and then weighted:
@@ -301,7 +304,8 @@ at::Tensor BatchState::block_logit_jvp(const std::vector<const BasisBlock*>& blo
         //   ⟨b, G_perp ā⟩ = ⟨b, G Q_in ā⟩ − Σ_r Σ_t b̃_r (G_left ā)_r (G Q_in's products shared).
         const auto& sp = *blk->split;
         const auto& left = memo<at::Tensor>(fmt::format("left-jvp/{}", key), [&] {
-          return torch::einsum("zntr,ntr->nzr", {rotated.second, torch::matmul(abar, sp.left.t().to(dtype))});
+          const auto la = torch::matmul(abar, sp.left.t().to(dtype));  // G_left ā: [N, T, r_out]
+          return (rotated.second.reshape({N, Z, T, -1}) * la.unsqueeze(1)).sum(2);
         });
         const auto& right = memo<at::Tensor>(fmt::format("right-jvp/{}", key), [&] {
           return torch::einsum("zntr,ntr->nzr",
@@ -320,7 +324,10 @@ at::Tensor BatchState::block_logit_jvp(const std::vector<const BasisBlock*>& blo
     } else {
       const auto D = torch::matmul(torch::matmul(blk->U_out, blk->X), blk->U_in.t()).to(dtype);  // [rows, cols]
       const auto v = torch::matmul(abar, D.t());                                                  // D ā: [N, T, rows]
-      jd.add_(torch::einsum("zntr,ntr->nz", {units.per_layer[blk->layer], v}));
+      const auto& b = memo<at::Tensor>(fmt::format("units-by-sample/{}", blk->layer), [&] {
+        return units.per_layer[blk->layer].permute({1, 0, 2, 3}).reshape({N, Z, -1}).contiguous();  // [N, Z, T·rows]
+      });
+      jd.add_(torch::bmm(b, v.reshape({N, -1, 1})).squeeze(-1));
     }
   }
   return jd.reshape(z.sizes());
