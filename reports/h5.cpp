@@ -39,7 +39,10 @@ H5::CompType checkpoint_type() {
 }
 
 // Length of a 1-d dataset; anything else is refused (a string list or the checkpoint axis).
-hsize_t vector_length(const H5::H5File& file, const std::string& name, const H5::DataSpace& space) {
+// The length of a 1-d dataset whose entries are read into element_size bytes each: at most
+// 2²⁴ entries and the load limit in bytes (checkpoints/limits.h), checked before allocating.
+hsize_t vector_length(const H5::H5File& file, const std::string& name, const H5::DataSpace& space,
+                      size_t element_size) {
   if (space.getSimpleExtentNdims() != 1) {
     throw InputError(fmt::format("'{}': dataset '{}' must be 1-d", file.getFileName(), name));
   }
@@ -47,6 +50,11 @@ hsize_t vector_length(const H5::H5File& file, const std::string& name, const H5:
   space.getSimpleExtentDims(&n);
   if (n > (hsize_t(1) << 24)) {
     throw InputError(fmt::format("'{}': dataset '{}' declares {} entries", file.getFileName(), name, n));
+  }
+  if (n * element_size > max_load_bytes()) {
+    throw InputError(fmt::format("'{}': dataset '{}' declares {} entries ({} bytes), more than the load limit of {} "
+                                 "bytes (FISHEVAL_MAX_LOAD_BYTES)",
+                                 file.getFileName(), name, n, n * element_size, max_load_bytes()));
   }
   return n;
 }
@@ -180,7 +188,7 @@ std::vector<std::string> read_strings(const H5::H5File& file, const std::string&
   auto space = ds.getSpace();
   hsize_t n = 0;
   if (shape.empty()) {
-    n = vector_length(file, name, space);
+    n = vector_length(file, name, space, sizeof(char*));
   } else {
     std::vector<hsize_t> dims(std::max(space.getSimpleExtentNdims(), 0));
     space.getSimpleExtentDims(dims.data());
@@ -189,6 +197,10 @@ std::vector<std::string> read_strings(const H5::H5File& file, const std::string&
                                    fmt::join(shape, "x")));
     }
     n = space.getSimpleExtentNpoints();
+    if (n * sizeof(char*) > max_load_bytes()) {
+      throw InputError(fmt::format("'{}': dataset '{}' declares {} strings, more than the load limit of {} bytes",
+                                   file.getFileName(), name, n, max_load_bytes()));
+    }
   }
   std::vector<char*> ptrs(n, nullptr);
   if (n > 0) ds.read(ptrs.data(), vlen_string());
@@ -214,7 +226,7 @@ void read_checkpoint_axis(const H5::H5File& file, std::vector<std::string>& path
   }
   auto ds = file.openDataSet("checkpoint");
   auto space = ds.getSpace();
-  const hsize_t n = vector_length(file, "checkpoint", space);
+  const hsize_t n = vector_length(file, "checkpoint", space, sizeof(CheckpointRecord));
   std::vector<CheckpointRecord> recs(n);
   if (n > 0) ds.read(recs.data(), checkpoint_type());
   paths.clear();
