@@ -302,11 +302,6 @@ std::shared_ptr<const GradientSplit> split_gradient(const at::Tensor& U_out, con
   return out;
 }
 
-std::shared_ptr<const GradientSplit> split_gradient(const at::Tensor& U_out, const at::Tensor& U_in,
-                                                    const at::Tensor& G) {
-  return split_gradient(U_out, *split_input(U_in, G));
-}
-
 const std::shared_ptr<const GradientSplit>& gradient_split(BatchState& state, const LayerBlock& block,
                                                            const at::Tensor& U_out, const at::Tensor& U_in) {
   const auto ptr = [](const at::Tensor& t) { return static_cast<const void*>(t.data_ptr()); };

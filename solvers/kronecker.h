@@ -150,8 +150,6 @@ std::shared_ptr<const InputSplit> split_input(const at::Tensor& U_in, const at::
 //   Ĝ = U_outᵀ (G U_in),  G_left = U_outᵀ (G Q_in),  G_right = G U_in − U_out Ĝ,
 //   ‖G_perp‖² = ‖G Q_in‖² − ‖G_left‖² (Q_out G Q_in and U_out·G_left are orthogonal parts of G Q_in).
 std::shared_ptr<const GradientSplit> split_gradient(const at::Tensor& U_out, const InputSplit& in);
-std::shared_ptr<const GradientSplit> split_gradient(const at::Tensor& U_out, const at::Tensor& U_in,
-                                                    const at::Tensor& G);
 // The same, memoised per batch for the gradient's block of `block` (keyed by the bases).
 const std::shared_ptr<const GradientSplit>& gradient_split(BatchState& state, const LayerBlock& block,
                                                            const at::Tensor& U_out, const at::Tensor& U_in);
