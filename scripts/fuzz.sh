@@ -24,8 +24,10 @@
 # to build-fuzz/fuzz-summary.txt. Inputs refused by the crash guard (its child crashed or
 # ran out of time: the expected refusal of a file that crashes or hangs HDF5) are no
 # findings: they are counted ("guarded refusals") and the first ones kept in
-# build-fuzz/guarded/TARGET/. Exit status 1 when anything was found. A finding, once
-# fixed, belongs in tests/fuzz-regressions/.
+# build-fuzz/guarded/TARGET/. Every saved input is run once more on its own; a time-out
+# or a state-dependent HDF5 error that does not reproduce there moves to
+# findings/TARGET/not-reproduced/ (counted apart, see the comment at the end). Exit status 1
+# when anything was found. A finding, once fixed, belongs in tests/fuzz-regressions/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
