@@ -302,16 +302,24 @@ std::shared_ptr<const GradientSplit> split_gradient(const at::Tensor& U_out, con
   return out;
 }
 
+const at::Tensor& grad64(BatchState& state) {
+  return state.memo<at::Tensor>("kron/g64", [&] { return state.grad().to(torch::kDouble); });
+}
+
 const std::shared_ptr<const GradientSplit>& gradient_split(BatchState& state, const LayerBlock& block,
                                                            const at::Tensor& U_out, const at::Tensor& U_in) {
   const auto ptr = [](const at::Tensor& t) { return static_cast<const void*>(t.data_ptr()); };
   const auto& in = state.memo<std::shared_ptr<const InputSplit>>(
-      fmt::format("kron/split-in/{}/{}/{}", block.layer, block.weight, ptr(U_in)), [&] {
-        return split_input(U_in, block_of(state.grad().to(torch::kDouble), state.lin().layout(), block));
-      });
+      fmt::format("kron/split-in/{}/{}/{}", block.layer, block.weight, ptr(U_in)),
+      [&] { return split_input(U_in, block_of(grad64(state), state.lin().layout(), block)); });
   return state.memo<std::shared_ptr<const GradientSplit>>(
       fmt::format("kron/split/{}/{}/{}/{}", block.layer, block.weight, ptr(U_out), ptr(U_in)),
       [&] { return split_gradient(U_out, *in); });
+}
+
+at::Tensor rotated_gradient(BatchState& state, const LayerBlock& block, const Eigen& out, const Eigen& in) {
+  if (out.thin() || in.thin()) return gradient_split(state, block, out.vectors, in.vectors)->rotated;
+  return rotate(out.vectors, in.vectors, block_of(grad64(state), state.lin().layout(), block));
 }
 
 std::pair<at::Tensor, bool> diagonal_solve(const at::Tensor& D, const at::Tensor& g, double lambda) {

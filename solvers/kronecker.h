@@ -153,6 +153,11 @@ std::shared_ptr<const GradientSplit> split_gradient(const at::Tensor& U_out, con
 // The same, memoised per batch for the gradient's block of `block` (keyed by the bases).
 const std::shared_ptr<const GradientSplit>& gradient_split(BatchState& state, const LayerBlock& block,
                                                            const at::Tensor& U_out, const at::Tensor& U_in);
+// The gradient in float64 (memoised: a float32 run converts it once per batch).
+const at::Tensor& grad64(BatchState& state);
+// U_outᵀ G U_in of the gradient's block: its split's Ĝ when a basis is thin (the split is
+// needed then anyway), else one rotation.
+at::Tensor rotated_gradient(BatchState& state, const LayerBlock& block, const Eigen& out, const Eigen& in);
 
 // Statistics of the output gradients, by the seeds they come from.
 enum class Statistic { kSampled, kExact, kTrue, kTrueOverS };

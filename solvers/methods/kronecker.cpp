@@ -109,18 +109,13 @@ class KroneckerMethod final : public UpdateMethod {
     const auto& B = output_factors(state, statistic_, reduce_, factorisation_, name_);
     const auto* E = kfe_ ? &kfe_eigenvalues(state, reduce_, factorisation_, name_) : nullptr;
     const auto& g = state.grad();
-    const auto g64 = g.to(torch::kDouble);
+    const auto& g64 = kron::grad64(state);
     bool dropped = false;
     // U_Bᵀ G U_A per block, once for every damping (thin bases: from G's split).
     const auto& rotated = state.memo<std::vector<at::Tensor>>(
         fmt::format("{}/{}/{}/rotated", name_, reduce_, factorisation_name(factorisation_)), [&] {
       std::vector<at::Tensor> out;
-      for (size_t i = 0; i < plan.blocks.size(); ++i) {
-        const auto& blk = plan.blocks[i];
-        out.push_back(A[i].thin() || B[i].thin()
-                          ? kron::gradient_split(state, blk, B[i].vectors, A[i].vectors)->rotated
-                          : kron::rotate(B[i].vectors, A[i].vectors, kron::block_of(g64, layout, blk)));
-      }
+      for (size_t i = 0; i < plan.blocks.size(); ++i) out.push_back(kron::rotated_gradient(state, plan.blocks[i], B[i], A[i]));
       return out;
     });
     Direction out;

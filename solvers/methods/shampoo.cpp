@@ -132,7 +132,7 @@ class ShampooMethod final : public UpdateMethod {
         fmt::format("shampoo/{}/{}", source_name(source_), factorisation_name(factorisation_)),
         [&] { return statistics(state); });
     const auto& g = state.grad();
-    const auto g64 = g.to(torch::kDouble);
+    const auto& g64 = kron::grad64(state);
     bool dropped = false;
     Direction out;
     // U_Lᵀ G U_R per block, once for every damping.
@@ -140,11 +140,7 @@ class ShampooMethod final : public UpdateMethod {
         fmt::format("{}/{}/rotated", name_, factorisation_name(factorisation_)), [&] {
       std::vector<at::Tensor> out;
       for (size_t i = 0; i < plan.blocks.size(); ++i) {
-        const auto& L = st.left[i];
-        const auto& R = st.right[i];
-        out.push_back(L.thin() || R.thin()
-                          ? kron::gradient_split(state, plan.blocks[i], L.vectors, R.vectors)->rotated
-                          : kron::rotate(L.vectors, R.vectors, kron::block_of(g64, layout, plan.blocks[i])));
+        out.push_back(kron::rotated_gradient(state, plan.blocks[i], st.left[i], st.right[i]));
       }
       return out;
     });
