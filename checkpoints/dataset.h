@@ -38,8 +38,9 @@ class Dataset {
 // memory.
 std::unique_ptr<Dataset> load_hdf5_dataset(const std::string& path);
 
-// Opens data by name: "fashion-mnist[:train|:test]" (Debian's dataset-fashion-mnist),
-// or an HDF5 file path.
+// Opens data by name: "fashion-mnist[:train|:test[:COUNT]]" (Debian's dataset-fashion-mnist,
+// class labels), "fashion-mnist-pixels[:train|:test[:COUNT]]" (the same images with their
+// pixel intensities as targets, for the autoencoder), or an HDF5 file path.
 std::unique_ptr<Dataset> open_dataset(const std::string& spec);
 
 enum class BatchSampling { kSequential, kRandom };
@@ -75,7 +76,11 @@ IdxArray read_idx(const std::string& path);
 // folder in FISHEVAL_FASHION_MNIST_DIR). split: "train" (60000) or "test" (10000);
 // `limit` > 0 keeps the first `limit` samples. Inputs [M, 1, 28, 28] float32,
 // standardised with the training set's mean 0.2860 and std 0.3530; targets int64 0..9.
-std::unique_ptr<Dataset> load_fashion_mnist(const std::string& split, int64_t limit = 0);
+// Targets kPixels: the raw intensities byte/255 ∈ [0, 1], float32 [M, 784] (reconstruction
+// with one Bernoulli per pixel), instead of the labels.
+enum class FashionMnistTargets { kLabels, kPixels };
+std::unique_ptr<Dataset> load_fashion_mnist(const std::string& split, int64_t limit = 0,
+                                            FashionMnistTargets targets = FashionMnistTargets::kLabels);
 std::string fashion_mnist_dir();
 
 }  // namespace fisheval

@@ -120,7 +120,7 @@ std::string fashion_mnist_dir() {
   return env && *env ? env : "/usr/share/datasets/fashion-mnist";
 }
 
-std::unique_ptr<Dataset> load_fashion_mnist(const std::string& split, int64_t limit) {
+std::unique_ptr<Dataset> load_fashion_mnist(const std::string& split, int64_t limit, FashionMnistTargets kind) {
   if (split != "train" && split != "test") {
     throw InputError(fmt::format("Fashion-MNIST split '{}' must be train or test", split));
   }
@@ -142,6 +142,14 @@ std::unique_ptr<Dataset> load_fashion_mnist(const std::string& split, int64_t li
   const int64_t H = images.dims[1], W = images.dims[2];
   auto raw = torch::from_blob(const_cast<uint8_t*>(images.data.data()), {images.dims[0], 1, H, W}, torch::kUInt8);
   auto inputs = (raw.narrow(0, 0, M).to(torch::kFloat) / 255.0 - kMean) / kStd;
+  if (kind == FashionMnistTargets::kPixels) {
+    // The pixel intensities in [0, 1], one Bernoulli target per pixel (reconstruction).
+    auto pixels = raw.narrow(0, 0, M).reshape({M, H * W}).to(torch::kFloat) / 255.0;
+    return std::make_unique<TensorDataset>(
+        inputs.contiguous(), pixels.contiguous(),
+        fmt::format("fashion-mnist-pixels:{} ({} samples, 1x{}x{}, targets: the {} pixel intensities)", split, M, H, W,
+                    H * W));
+  }
   auto lab = torch::from_blob(const_cast<uint8_t*>(labels.data.data()), {labels.dims[0]}, torch::kUInt8);
   auto targets = lab.narrow(0, 0, M).to(torch::kLong);
   if (targets.max().item<int64_t>() > 9) throw InputError("Fashion-MNIST labels out of range 0..9");
@@ -150,12 +158,12 @@ std::unique_ptr<Dataset> load_fashion_mnist(const std::string& split, int64_t li
 }
 
 std::unique_ptr<Dataset> open_dataset(const std::string& spec) {
-  if (spec.rfind("fashion-mnist", 0) == 0) {
-    std::string rest = spec.substr(std::string("fashion-mnist").size());
+  const std::string name = spec.substr(0, spec.find(':'));
+  if (name == "fashion-mnist" || name == "fashion-mnist-pixels") {
+    std::string rest = spec.substr(name.size());
     std::string split = "test";
     int64_t limit = 0;
     if (!rest.empty()) {
-      if (rest[0] != ':') throw InputError(fmt::format("data '{}': use fashion-mnist[:train|:test[:COUNT]]", spec));
       rest = rest.substr(1);
       const auto colon = rest.find(':');
       split = rest.substr(0, colon);
@@ -163,14 +171,17 @@ std::unique_ptr<Dataset> open_dataset(const std::string& spec) {
         try {
           limit = std::stoll(rest.substr(colon + 1));
         } catch (const std::exception&) {
-          throw InputError(fmt::format("data '{}': COUNT must be an integer", spec));
+          throw InputError(fmt::format("data '{}': COUNT must be an integer ({}[:train|:test[:COUNT]])", spec, name));
         }
       }
     }
-    return load_fashion_mnist(split, limit);
+    return load_fashion_mnist(split, limit,
+                              name == "fashion-mnist" ? FashionMnistTargets::kLabels : FashionMnistTargets::kPixels);
   }
   if (!fs::exists(spec)) {
-    throw InputError(fmt::format("data '{}' does not exist (an HDF5 file, or fashion-mnist[:train|:test])", spec));
+    throw InputError(fmt::format(
+        "data '{}' does not exist (an HDF5 file, fashion-mnist[:train|:test] or fashion-mnist-pixels[:train|:test])",
+        spec));
   }
   return load_hdf5_dataset(spec);
 }

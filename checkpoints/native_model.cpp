@@ -110,7 +110,7 @@ bool positive(const std::vector<int64_t>& v) {
 
 }  // namespace
 
-std::vector<std::string> builtin_model_names() { return {"mlp", "cnn", "vit", "vit-lora"}; }
+std::vector<std::string> builtin_model_names() { return {"mlp", "autoencoder", "cnn", "vit", "vit-lora"}; }
 
 void validate_config(const ModelConfig& c) {
   const auto names = builtin_model_names();
@@ -125,6 +125,9 @@ void validate_config(const ModelConfig& c) {
     throw InputError(fmt::format("unknown activation '{}' (tanh, relu, gelu)", c.activation));
   }
   if (c.model == "mlp" && !positive(c.widths)) throw InputError("mlp widths must be positive");
+  if (c.model == "autoencoder" && (c.widths.empty() || !positive(c.widths))) {
+    throw InputError("autoencoder widths must be at least one positive width");
+  }
   if (c.model == "cnn" && (c.channels.empty() || !positive(c.channels) || c.hidden < 1)) {
     throw InputError("cnn needs at least one positive channel count and a positive hidden width");
   }
@@ -149,6 +152,11 @@ std::string describe_config(const ModelConfig& c) {
   if (c.model == "mlp") {
     return fmt::format("mlp {}-{}-{} ({})", c.input_shape[0] * c.input_shape[1] * c.input_shape[2],
                        fmt::join(c.widths, "-"), c.num_classes, c.activation);
+  }
+  if (c.model == "autoencoder") {
+    const int64_t D = c.input_shape[0] * c.input_shape[1] * c.input_shape[2];
+    return fmt::format("autoencoder {}-{}-{} ({}, linear code layer, Bernoulli outputs)", D, fmt::join(c.widths, "-"),
+                       D, c.activation);
   }
   if (c.model == "cnn") {
     return fmt::format("cnn conv {} (3x3 stride 2) fc {} ({})", fmt::join(c.channels, "-"), c.hidden, c.activation);
@@ -304,6 +312,7 @@ std::unique_ptr<NativeModel> make_builtin_model(const ModelConfig& config, uint6
   validate_config(config);
   auto generator = at::detail::createCPUGenerator(seed);
   if (config.model == "mlp") return make_mlp(config, generator);
+  if (config.model == "autoencoder") return make_autoencoder(config, generator);
   if (config.model == "cnn") return make_cnn(config, generator);
   return make_vit(config, generator);
 }

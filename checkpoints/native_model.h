@@ -1,4 +1,5 @@
-// Native fisheval checkpoints and the built-in models (MLP, CNN, ViT, ViT with LoRA).
+// Native fisheval checkpoints and the built-in models (MLP, deep autoencoder, CNN, ViT,
+// ViT with LoRA).
 //
 // A built-in model is written in a functional style: its parameters live in an ordered
 // map (name → tensor, model order = declaration order) and forward() reads them by name
@@ -11,11 +12,11 @@
 // A native checkpoint is a pickled dict written with torch::pickle_save, which
 // Python's torch.load reads:
 //   format    "fisheval-native"        version  1
-//   model     "mlp" | "cnn" | "vit" | "vit-lora"
+//   model     "mlp" | "autoencoder" | "cnn" | "vit" | "vit-lora"
 //   config    dict of the ModelConfig fields (ints, floats, strings, int lists)
 //   state     dict name → tensor (CPU), every parameter in model order
 //   trainable list of the parameter names marked trainable (--params default)
-//   loss      "cross-entropy"
+//   loss      "cross-entropy" ("binary-cross-entropy" for the autoencoder)
 //   step (int), epoch (float), metrics (dict str → float), notes (dict str → str)
 #pragma once
 #include <ATen/core/Generator.h>
@@ -33,11 +34,11 @@ namespace fisheval {
 
 // The architecture of a built-in model. Every field is saved in the checkpoint.
 struct ModelConfig {
-  std::string model = "mlp";                   // mlp | cnn | vit | vit-lora
+  std::string model = "mlp";                   // mlp | autoencoder | cnn | vit | vit-lora
   std::vector<int64_t> input_shape{1, 28, 28};  // one input: channels, height, width
   int64_t num_classes = 10;
   std::string activation = "relu";             // mlp / cnn hidden activation: tanh | relu | gelu
-  std::vector<int64_t> widths{128, 64};         // mlp: hidden widths
+  std::vector<int64_t> widths{128, 64};         // mlp, autoencoder: hidden widths
   std::vector<int64_t> channels{16, 32};        // cnn: 3×3 convolutions, stride 2, padding 1
   int64_t hidden = 64;                          // cnn: width of the fully connected hidden layer
   int64_t patch = 7;                            // vit: square patch size (28×28 → 16 tokens)
@@ -49,6 +50,11 @@ struct ModelConfig {
   double lora_alpha = 4.0;                      // vit-lora: adapter output scaled by alpha / r
   std::string lora_targets = "q,v";             // vit-lora: attention projections with adapters (q,k,v,o)
 };
+
+// The autoencoder's hidden widths by preset: "paper" [1000, 500×8, 250, 30, 250, 500×8,
+// 1000] (the Fishy paper's network, 6.3 M parameters on 28×28 inputs), "small" [256,
+// 128×2, 64, 16, 64, 128×2, 256] (0.5 M); empty for another name.
+std::vector<int64_t> autoencoder_widths(const std::string& preset);
 
 // Checks the fields of a config (known model, positive sizes, …); throws InputError.
 void validate_config(const ModelConfig& config);
@@ -69,7 +75,10 @@ class NativeModel : public Model {
   const std::vector<LayerSpec>& layers() const override { return layers_; }
   std::vector<LayerTap> taps() const override;
   void to(c10::Device device, c10::ScalarType dtype) override;
-  std::string loss_hint() const override { return "cross-entropy"; }
+  // The autoencoder's logits are Bernoulli outputs; every other built-in model classifies.
+  std::string loss_hint() const override {
+    return config_.model == "autoencoder" ? "binary-cross-entropy" : "cross-entropy";
+  }
 
   const ModelConfig& config() const { return config_; }
   // The names saved as trainable (the default parameter selection).

@@ -3,7 +3,7 @@
 
 A native checkpoint is a dict that torch.load reads (format "fisheval-native"):
 model, config, state (the parameters), trainable, loss, step, epoch, metrics, notes.
-For the `mlp` and `cnn` models this script rebuilds the same network as an
+For the `mlp`, `autoencoder` and `cnn` models this script rebuilds the same network as an
 nn.Sequential with the same parameter names, and can export it as a TorchScript
 checkpoint with scripts/export_checkpoint.py (same trainable parameters, same loss):
 
@@ -44,7 +44,7 @@ def load_native(path: str) -> dict:
 
 
 def build_module(ckpt: dict) -> nn.Sequential:
-    """The network of an mlp or cnn checkpoint as nn.Sequential, parameters loaded (strict)."""
+    """The network of an mlp, autoencoder or cnn checkpoint as nn.Sequential, parameters loaded (strict)."""
     cfg = ckpt["config"]
     act = ACTIVATIONS[cfg["activation"]]
     c, h, w = cfg["input_shape"]
@@ -57,6 +57,17 @@ def build_module(ckpt: dict) -> nn.Sequential:
             layers[f"act{i}"] = act()
             width = out
         layers[f"fc{len(cfg['widths'])}"] = nn.Linear(width, cfg["num_classes"])
+    elif ckpt["model"] == "autoencoder":
+        # The narrowest hidden layer (the code) is linear; the logits are one Bernoulli per pixel.
+        layers["flatten"] = nn.Flatten()
+        width = pixels = c * h * w
+        code = cfg["widths"].index(min(cfg["widths"]))
+        for i, out in enumerate(cfg["widths"]):
+            layers[f"fc{i}"] = nn.Linear(width, out)
+            if i != code:
+                layers[f"act{i}"] = act()
+            width = out
+        layers[f"fc{len(cfg['widths'])}"] = nn.Linear(width, pixels)
     elif ckpt["model"] == "cnn":
         for i, out in enumerate(cfg["channels"]):
             layers[f"conv{i}"] = nn.Conv2d(c, out, 3, stride=2, padding=1)
@@ -67,7 +78,7 @@ def build_module(ckpt: dict) -> nn.Sequential:
         layers["act_fc"] = act()
         layers["fc1"] = nn.Linear(cfg["hidden"], cfg["num_classes"])
     else:
-        raise ValueError(f"model {ckpt['model']!r}: only mlp and cnn are rebuilt as nn.Sequential")
+        raise ValueError(f"model {ckpt['model']!r}: only mlp, autoencoder and cnn are rebuilt as nn.Sequential")
     model = nn.Sequential(layers)
     state = ckpt["state"]
     dtype = next(iter(state.values())).dtype

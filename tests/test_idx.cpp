@@ -88,6 +88,29 @@ TEST(FashionMnist, RawIdxFilesHaveTheirDocumentedShapes) {
   EXPECT_LE(*std::max_element(labels.data.begin(), labels.data.end()), 9);
 }
 
+TEST(FashionMnist, PixelTargetsAreTheRawIntensities) {
+  // The IDX bytes read on their own, byte/255, against the targets of fashion-mnist-pixels.
+  const auto images = read_idx(fashion_mnist_dir() + "/t10k-images-idx3-ubyte.gz");
+  const auto data = open_dataset("fashion-mnist-pixels:test:50");
+  ASSERT_EQ(data->size(), 50);
+  std::vector<int64_t> idx(50);
+  std::iota(idx.begin(), idx.end(), 0);
+  const auto b = data->get(idx);
+  ASSERT_EQ(b.targets.sizes(), (std::vector<int64_t>{50, 784}));
+  EXPECT_EQ(b.targets.scalar_type(), torch::kFloat);
+  for (int64_t i : {0, 17, 49}) {
+    for (int64_t p : {0, 300, 406, 783}) {
+      EXPECT_FLOAT_EQ(b.targets[i][p].item<float>(), images.data[i * 784 + p] / 255.0f) << i << " " << p;
+    }
+  }
+  EXPECT_GE(b.targets.min().item<float>(), 0.0f);
+  EXPECT_LE(b.targets.max().item<float>(), 1.0f);
+  // The inputs are those of the labelled data.
+  const auto labelled = open_dataset("fashion-mnist:test:50")->get(idx);
+  EXPECT_TRUE(torch::equal(b.inputs.get(), labelled.inputs.get()));
+  EXPECT_THROW(open_dataset("fashion-mnist-pixels:valid"), InputError);
+}
+
 TEST(FashionMnist, OpenDatasetSpecs) {
   EXPECT_EQ(open_dataset("fashion-mnist:train:100")->size(), 100);
   EXPECT_EQ(open_dataset("fashion-mnist:test")->size(), 10000);

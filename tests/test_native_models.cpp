@@ -82,6 +82,7 @@ void PrintTo(const Named& n, std::ostream* os) { *os << n.label; }
 std::vector<Named> all_models() {
   return {{"mlp_tanh", small_config("mlp", "tanh")}, {"mlp_relu", small_config("mlp", "relu")},
           {"mlp_gelu", small_config("mlp", "gelu")}, {"cnn", small_config("cnn", "relu")},
+          {"autoencoder", small_config("autoencoder", "tanh")},
           {"vit", small_config("vit")},              {"vit_lora", small_config("vit-lora")}};
 }
 
@@ -177,6 +178,49 @@ TEST(NativeModels, MlpForwardIsTheWrittenFormula) {
   h = torch::gelu(torch::matmul(h, m->parameter("fc1.weight").t()) + m->parameter("fc1.bias"));
   const auto z = torch::matmul(h, m->parameter("fc2.weight").t()) + m->parameter("fc2.bias");
   EXPECT_LT(rel_err(m->forward(x), z), 1e-14);
+}
+
+TEST(NativeModels, AutoencoderForwardIsTheWrittenFormulaWithALinearCode) {
+  auto c = small_config("autoencoder", "tanh");
+  c.widths = {7, 3, 7};
+  auto m = small_model(c);
+  EXPECT_EQ(m->loss_hint(), "binary-cross-entropy");
+  const auto x = small_batch(4).inputs.get();
+  const auto lin = [&](const at::Tensor& h, int i) {
+    const auto n = "fc" + std::to_string(i);
+    return torch::matmul(h, m->parameter(n + ".weight").t()) + m->parameter(n + ".bias");
+  };
+  auto h = torch::tanh(lin(x.reshape({4, -1}), 0));
+  h = lin(h, 1);  // the code layer (the narrowest) is linear
+  h = torch::tanh(lin(h, 2));
+  const auto z = lin(h, 3);  // logits of one Bernoulli per input pixel
+  ASSERT_EQ(z.sizes(), (std::vector<int64_t>{4, 64}));
+  EXPECT_LT(rel_err(m->forward(x), z), 1e-14);
+  const auto& layers = m->layers();
+  EXPECT_EQ(layers[1].activation, "identity");
+  EXPECT_EQ(layers[3].activation, "sigmoid");  // Fishy's local family at the output: Bernoulli
+
+  // The presets: the paper's [1000, 500×8, 250, 30, 250, 500×8, 1000] on 784 pixels.
+  std::vector<int64_t> paper{1000, 500, 500, 500, 500, 500, 500, 500, 500, 250, 30,
+                             250,  500, 500, 500, 500, 500, 500, 500, 500, 1000};
+  EXPECT_EQ(autoencoder_widths("paper"), paper);
+  EXPECT_EQ(autoencoder_widths("small"), (std::vector<int64_t>{256, 128, 128, 64, 16, 64, 128, 128, 256}));
+  EXPECT_TRUE(autoencoder_widths("other").empty());
+  ModelConfig pc;
+  pc.model = "autoencoder";
+  pc.widths = paper;
+  pc.activation = "tanh";
+  auto big = make_builtin_model(pc, 0);
+  int64_t params = 0, in = 784;
+  for (const int64_t w : paper) {
+    params += (in + 1) * w;
+    in = w;
+  }
+  params += (in + 1) * 784;
+  int64_t counted = 0;
+  for (const auto& n : big->parameter_names()) counted += big->parameter(n).numel();
+  EXPECT_EQ(counted, params);
+  EXPECT_EQ(big->layers()[10].activation, "identity");  // the 30-unit code
 }
 
 TEST(NativeModels, CnnForwardMatchesTorchNnModules) {

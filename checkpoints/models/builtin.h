@@ -13,6 +13,7 @@
 namespace fisheval {
 
 std::unique_ptr<NativeModel> make_mlp(const ModelConfig& config, at::Generator& generator);
+std::unique_ptr<NativeModel> make_autoencoder(const ModelConfig& config, at::Generator& generator);
 std::unique_ptr<NativeModel> make_cnn(const ModelConfig& config, at::Generator& generator);
 // "vit" (all parameters trainable) and "vit-lora" (adapters and head trainable).
 std::unique_ptr<NativeModel> make_vit(const ModelConfig& config, at::Generator& generator);
