@@ -1,6 +1,7 @@
 #include "eval/sweep.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -46,6 +47,9 @@ RunInfo make_run_info(const SweepOptions& o, const std::vector<std::vector<int64
   s["cg_rtol"] = fmt::format("{:g}", o.method_options.cg.rtol);
   s["kfac_approx"] = o.method_options.kfac_reduce ? "reduce" : "expand";
   s["shampoo_epsilon"] = fmt::format("{:g}", o.method_options.shampoo_epsilon);
+  if (!o.method_options.local_layers.empty()) {
+    s["local_layers"] = fmt::format("{}", fmt::join(o.method_options.local_layers, ","));
+  }
   return info;
 }
 

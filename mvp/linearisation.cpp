@@ -284,6 +284,25 @@ std::vector<at::Tensor> Linearisation::layer_output_grad_tokens(const at::Tensor
   return result;
 }
 
+std::vector<at::Tensor> Linearisation::layer_output_grads_from(size_t source, const at::Tensor& v,
+                                                               const std::vector<size_t>& layers) {
+  const auto& specs = model_.layers();
+  std::vector<at::Tensor> outs;
+  for (const size_t l : layers) outs.push_back(taps_[l].output);
+  std::vector<std::vector<at::Tensor>> per_layer(layers.size());
+  const auto& src = taps_[source].output;
+  for (int64_t s = 0; s < v.size(0); ++s) {
+    const auto seed = output_of_tokens(specs[source], v[s].to(src.options()), src.sizes());
+    const auto grads = torch::autograd::grad({src}, outs, {seed}, /*retain_graph=*/true, false, /*allow_unused=*/true);
+    for (size_t i = 0; i < layers.size(); ++i) {
+      per_layer[i].push_back(tokens_of_output(specs[layers[i]], grads[i].defined() ? grads[i] : torch::zeros_like(outs[i])));
+    }
+  }
+  std::vector<at::Tensor> result;
+  for (auto& g : per_layer) result.push_back(torch::stack(g));
+  return result;
+}
+
 at::Tensor Linearisation::per_sample(const at::Tensor& u) {
   const auto seeds = seeds_with_axis(u.to(logits_.options()));
   return engine_ == PerSampleEngine::kTaps ? per_sample_taps(seeds) : per_sample_loop(seeds);

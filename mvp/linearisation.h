@@ -96,6 +96,11 @@ class Linearisation {
   // b [S, N, T, d_out] in token form for seeds u ([S, *z] or [*z], then S = 1), one
   // backward per seed set for all tapped layers at once.
   std::vector<at::Tensor> layer_output_grad_tokens(const at::Tensor& u);
+  // Output gradients backpropagated from layer `source`'s output instead of the logits: for
+  // seeds v [S, N, T, d_source] in token form, b_l [S, N, T, d_l] = ∂⟨v_s, o_source⟩/∂o_l
+  // for each layer l in `layers` (each upstream of the source; one backward per seed set).
+  std::vector<at::Tensor> layer_output_grads_from(size_t source, const at::Tensor& v,
+                                                  const std::vector<size_t>& layers);
   // The layer's pre-activation output in token form, [N, T, d_out], detached.
   at::Tensor layer_output_tokens(size_t l) const;
   bool exported_with_taps() const { return model_.exported_with_taps(); }

@@ -25,6 +25,12 @@ at::Tensor tokens_of_output(const LayerSpec& layer, const at::Tensor& output_gra
   return output_grad.reshape({output_grad.size(0), output_grad.size(1), -1}).transpose(1, 2);
 }
 
+at::Tensor output_of_tokens(const LayerSpec& layer, const at::Tensor& tokens, at::IntArrayRef sizes) {
+  if (layer.kind == LayerKind::kLinear) return tokens.reshape(sizes);
+  // Conv2d: [N, H·W, C_out] → [N, C_out, H, W].
+  return tokens.transpose(1, 2).reshape(sizes);
+}
+
 at::Tensor per_sample_weight_grad(const at::Tensor& a, const at::Tensor& b, at::IntArrayRef weight_shape) {
   // ∇W_n = Σ_t b_nt a_ntᵀ = b_nᵀ a_n : [N, d_out, d_in]
   const auto g = torch::bmm(b.transpose(1, 2), a);

@@ -16,6 +16,9 @@ at::Tensor tokens_of_input(const LayerSpec& layer, const at::Tensor& weight, con
 // b [N, T, d_out] in token form.
 at::Tensor tokens_of_output(const LayerSpec& layer, const at::Tensor& output_grad);
 
+// The inverse of tokens_of_output: b [N, T, d_out] back to the output's shape `sizes`.
+at::Tensor output_of_tokens(const LayerSpec& layer, const at::Tensor& tokens, at::IntArrayRef sizes);
+
 // Per-sample weight gradients [N, *weight.shape] and bias gradients [N, d_out].
 at::Tensor per_sample_weight_grad(const at::Tensor& a, const at::Tensor& b, at::IntArrayRef weight_shape);
 at::Tensor per_sample_bias_grad(const at::Tensor& b);

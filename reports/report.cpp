@@ -150,7 +150,8 @@ std::string method_colour(const std::string& m) {
       {"sgd", "#4d4d4d"},     {"ef", "#d62728"},          {"ief", "#1f77b4"},   {"ief-param", "#6baed6"},
       {"sf", "#2ca02c"},      {"ng-cg", "#000000"},       {"ng-dense", "#8c6d31"}, {"kfac", "#ff7f0e"},
       {"kfac-exact", "#e6ab02"}, {"ekfac", "#9467bd"},    {"iekfac", "#17becf"}, {"kfe", "#bcbd22"},
-      {"shampoo", "#e377c2"}, {"fim-shampoo", "#8c564b"}, {"fishy", "#7b4173"}};
+      {"shampoo", "#e377c2"}, {"fim-shampoo", "#8c564b"}, {"fishy", "#7b4173"},
+      {"fishy-classifier", "#a55194"}};
   const auto it = colours.find(m);
   return it == colours.end() ? "#999999" : it->second;
 }

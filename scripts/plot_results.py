@@ -88,17 +88,18 @@ METHOD_STYLE = {
     "shampoo": ("#e377c2", "-"),
     "fim-shampoo": ("#8c564b", "-"),
     "fishy": ("#7b4173", "-."),
+    "fishy-classifier": ("#a55194", ":"),
 }
 FALLBACK_COLOURS = ["#393b79", "#637939", "#843c39", "#5254a3", "#8ca252", "#bd9e39", "#ad494a", "#a55194",
                     "#6b6ecf", "#b5cf6b", "#e7ba52", "#d6616b"]
 METHOD_LABEL = {"sgd": "SGD", "ef": "EF", "ief": "iEF", "ief-param": "iEF (param. damping)", "sf": "SF",
                 "ng-cg": "NG (CG)", "ng-dense": "NG (dense)", "kfac": "KFAC", "kfac-exact": "KFAC (exact B)",
                 "ekfac": "eKFAC", "iekfac": "ieKFAC", "kfe": "KFE (EKFAC)", "shampoo": "Shampoo",
-                "fim-shampoo": "FIM-Shampoo", "fishy": "Fishy"}
+                "fim-shampoo": "FIM-Shampoo", "fishy": "Fishy", "fishy-classifier": "Fishy classifier"}
 # Markers, so that lines stay distinguishable in grey print.
 MARKERS = {"sgd": "", "ef": "v", "ief": "o", "ief-param": "D", "sf": "s", "ng-cg": "", "ng-dense": "",
            "kfac": "^", "kfac-exact": "<", "ekfac": ">", "iekfac": "P", "kfe": "X", "shampoo": "h",
-           "fim-shampoo": "H", "fishy": "*"}
+           "fim-shampoo": "H", "fishy": "*", "fishy-classifier": "p"}
 
 
 def method_colour(name):

@@ -1,7 +1,17 @@
 #include "solvers/local_sampling.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+
+#include "checkpoints/error.h"
+#include "solvers/batch_state.h"
+#include "solvers/kronecker.h"
 
 namespace fisheval::solvers {
 
@@ -41,6 +51,85 @@ at::Tensor local_output_grad_samples(const std::string& activation, const at::Te
     out = -at::normal(0.0, 1.0, shape, gen, opts);
   }
   return out.to(o.device());
+}
+
+bool is_output_layer(BatchState& state, size_t l) {
+  auto& lin = state.lin();
+  if (!lin.has_tap(l)) return false;
+  const auto o = lin.layer_output_tokens(l);
+  const auto& z = lin.logits();
+  return o.numel() == z.numel() && o.data_ptr() == z.data_ptr();
+}
+
+std::vector<bool> sampling_layers(BatchState& state, const std::vector<std::string>& names,
+                                  const std::string& fallback) {
+  const auto& layers = state.lin().layers();
+  std::vector<bool> out(layers.size(), false);
+  if (!names.empty()) {
+    for (const auto& name : names) {
+      const auto it = std::find_if(layers.begin(), layers.end(), [&](const LayerSpec& s) { return s.name == name; });
+      if (it == layers.end()) {
+        std::vector<std::string> known;
+        for (const auto& s : layers) known.push_back(s.name);
+        throw InputError(fmt::format("--local-layers: the model has no tapped layer '{}' (its layers: {})", name,
+                                     fmt::join(known, ", ")));
+      }
+      out[it - layers.begin()] = true;
+    }
+    return out;
+  }
+  if (fallback == "all") return std::vector<bool>(layers.size(), true);
+  // The final fully connected layers: the Linear layers after the last Conv2d.
+  size_t first = 0;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    if (layers[l].kind == LayerKind::kConv2d) first = l + 1;
+  }
+  for (size_t l = first; l < layers.size(); ++l) out[l] = layers[l].kind == LayerKind::kLinear;
+  return out;
+}
+
+const std::vector<at::Tensor>& local_output_grads(BatchState& state, const kron::BlockPlan& plan,
+                                                  const std::vector<bool>& sampling, const std::string& method) {
+  std::string key = "local/b/";
+  for (const bool b : sampling) key += b ? '1' : '0';
+  return state.memo<std::vector<at::Tensor>>(key, [&] {
+    auto& lin = state.lin();
+    const int64_t K = state.options().mc_samples;
+    const auto samples_at = [&](size_t l) {
+      return local_output_grad_samples(lin.layers()[l].activation, lin.layer_output_tokens(l), K,
+                                       layer_seed(state.options().seed, l));
+    };
+    // The sampling layer each block takes its gradients from: itself, or the nearest
+    // downstream one; the output layer (or none downstream) means the model's own draws.
+    const size_t L = lin.layers().size();
+    const auto source_of = [&](size_t l) -> std::optional<size_t> {
+      for (size_t s = l; s < L; ++s) {
+        if (is_output_layer(state, s)) return std::nullopt;
+        if (sampling[s] && lin.has_tap(s)) return s;
+      }
+      return std::nullopt;
+    };
+    std::vector<at::Tensor> out(plan.blocks.size());
+    std::map<size_t, std::vector<size_t>> inherit;  // source layer → blocks that inherit its draws
+    for (size_t i = 0; i < plan.blocks.size(); ++i) {
+      const size_t l = plan.blocks[i].layer;
+      const auto source = source_of(l);
+      if (!source) {
+        out[i] = kron::output_grads(state, kron::Statistic::kSampled, method)[i];
+      } else if (*source == l) {
+        out[i] = samples_at(l);
+      } else {
+        inherit[*source].push_back(i);
+      }
+    }
+    for (const auto& [source, blocks] : inherit) {
+      std::vector<size_t> layers;
+      for (const size_t i : blocks) layers.push_back(plan.blocks[i].layer);
+      const auto b = lin.layer_output_grads_from(source, samples_at(source), layers);
+      for (size_t j = 0; j < blocks.size(); ++j) out[blocks[j]] = b[j].to(torch::kDouble);
+    }
+    return out;
+  });
 }
 
 }  // namespace fisheval::solvers

@@ -34,6 +34,10 @@ const std::vector<Entry>& registry() {
       {{"shampoo", "Shampoo: L^{-1/4} G R^{-1/4} from true-label per-sample gradients"}, make_shampoo},
       {{"fim-shampoo", "Shampoo with sampled-label statistics and exponent -1/2"}, make_fim_shampoo},
       {{"fishy", "Fishy: fim-shampoo with labels sampled locally at every layer"}, make_fishy},
+      {{"fishy-classifier",
+        "Fishy sampling only in --local-layers (default: the final fully connected layers); the layers below "
+        "inherit those draws, backpropagated"},
+       make_fishy_classifier},
   };
   return entries;
 }

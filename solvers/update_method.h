@@ -38,6 +38,7 @@ struct MethodOptions {
   bool kfac_reduce = false;        // Kronecker methods: KFAC-reduce instead of KFAC-expand for tokens
   Factorisation factorisation = Factorisation::kAuto;  // Kronecker factors: thin when their rank bound is smaller
   double shampoo_epsilon = 1e-12;  // Shampoo family: ε relative to the largest eigenvalue (plus λ)
+  std::vector<std::string> local_layers;  // fishy-classifier: the layers that sample (empty: the final FC layers)
   Budget budget{};                 // memory and output units a method may use per batch
 };
 

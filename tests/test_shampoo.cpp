@@ -9,6 +9,7 @@
 
 #include <map>
 
+#include "checkpoints/error.h"
 #include "kronecker_support.h"
 #include "solvers/kronecker.h"
 #include "solvers/local_sampling.h"
@@ -163,6 +164,68 @@ TEST(Fishy, OutputLayerAgreesWithFimShampooHiddenLayersAreSampledLocally) {
   EXPECT_LT(rel_err(fishy.index_select(0, blocks[0].idx), expected.reshape({-1})), 1e-9);
   // Same seed, same direction.
   EXPECT_TRUE(torch::equal(KronBatch("mlp_sigmoid_ce", N, K, seed).direction("fishy", lambda).d, fishy));
+}
+
+// The Fishy classifier: local sampling in the final fully connected layers only; the
+// convolutions below inherit the first of them's draws, backpropagated.
+TEST(FishyClassifier, ConvolutionsInheritTheFirstFullyConnectedLayersDraws) {
+  const int64_t N = 5, K = 2;
+  const uint64_t seed = 17;
+  KronBatch kb("conv_fc_ce", N, K, seed);
+  const auto& layers = kb.lin->layers();
+  ASSERT_EQ(layers.size(), 4u);
+  ASSERT_EQ(layers[0].kind, LayerKind::kConv2d);
+  ASSERT_EQ(layers[1].kind, LayerKind::kConv2d);
+  ASSERT_EQ(layers[2].kind, LayerKind::kLinear);
+  ASSERT_EQ(layers[2].activation, "tanh");
+  const double lambda = 1e-2;
+  const auto classifier = kb.direction("fishy-classifier", lambda).d;
+  const auto fishy = kb.direction("fishy", lambda).d;
+  const auto blocks = blocks_of(kb);
+  ASSERT_EQ(blocks.size(), 4u);
+  // The fully connected layers sample as in fishy (same draws).
+  for (size_t i : {2u, 3u}) {
+    EXPECT_TRUE(torch::equal(classifier.index_select(0, blocks[i].idx), fishy.index_select(0, blocks[i].idx))) << i;
+  }
+  // The convolutions from their definition, with plain autograd one sample at a time:
+  // Ĝ_kn = ∂⟨v_kn, o_fc(x_n)⟩/∂[W | b] with v the fc layer's local draws (tanh: y ∈ {±1}).
+  const auto v = solvers::local_output_grad_samples("tanh", kb.lin->layer_output_tokens(2), K,
+                                                    solvers::layer_seed(seed, 2));  // [K, N, 1, 5]
+  const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
+  for (size_t c : {0u, 1u}) {
+    const auto weight = kb.f.model->parameter(layers[c].weight), bias = kb.f.model->parameter(layers[c].bias);
+    std::vector<at::Tensor> Gs;
+    for (int64_t n = 0; n < N; ++n) {
+      kb.f.model->forward(kb.f.batch.inputs.narrow(0, n, 1));
+      const auto o = kb.f.model->taps()[2].output;  // [1, 5]
+      for (int64_t k = 0; k < K; ++k) {
+        const auto dot = (o.reshape({-1}) * v[k][n].reshape({-1})).sum();
+        const auto gr = torch::autograd::grad({dot}, {weight, bias}, {}, /*retain_graph=*/true);
+        Gs.push_back(torch::cat({gr[0].reshape({weight.size(0), -1}), gr[1].unsqueeze(1)}, 1));
+      }
+    }
+    const auto G = g.index_select(0, blocks[c].idx).reshape({blocks[c].rows, blocks[c].cols});
+    const auto expected =
+        dense_shampoo(torch::stack(Gs), torch::full({K * N}, 1.0 / K, torch::kDouble), G, lambda, 0.5);
+    EXPECT_LT(rel_err(classifier.index_select(0, blocks[c].idx), expected.reshape({-1})), 1e-9) << layers[c].name;
+    EXPECT_GT(rel_err(classifier.index_select(0, blocks[c].idx), fishy.index_select(0, blocks[c].idx)), 1e-3);
+  }
+}
+
+TEST(FishyClassifier, OutputLayerAloneIsFimShampooAndEveryLayerIsFishy) {
+  KronBatch kb("conv_fc_ce", 6, 2, 3);
+  const auto& layers = kb.lin->layers();
+  solvers::MethodOptions output_only, every;
+  output_only.local_layers = {layers.back().name};
+  for (const auto& l : layers) every.local_layers.push_back(l.name);
+  EXPECT_TRUE(torch::equal(kb.direction("fishy-classifier", 1e-3, output_only).d, kb.direction("fim-shampoo", 1e-3).d));
+  EXPECT_TRUE(torch::equal(kb.direction("fishy-classifier", 1e-3, every).d, kb.direction("fishy", 1e-3).d));
+  // Without convolutions the final fully connected layers are all of them: fishy.
+  KronBatch mlp("mlp_sigmoid_ce", 6, 2, 3);
+  EXPECT_TRUE(torch::equal(mlp.direction("fishy-classifier", 1e-3).d, mlp.direction("fishy", 1e-3).d));
+  solvers::MethodOptions unknown;
+  unknown.local_layers = {"no.such.layer"};
+  EXPECT_THROW(kb.direction("fishy-classifier", 1e-3, unknown), InputError);
 }
 
 TEST(LocalSampling, ZeroMeanAndTheExponentialFamilysCovariance) {

@@ -17,20 +17,6 @@
 namespace fisheval::cli {
 namespace {
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::string item;
-  for (char ch : text + ",") {
-    if (ch == ',' || ch == ' ') {
-      if (!item.empty()) out.push_back(item);
-      item.clear();
-    } else {
-      item += ch;
-    }
-  }
-  return out;
-}
-
 // "I/N" (1-based) → (I−1, N); else Slurm's array variables; else (0, 1).
 std::pair<int64_t, int64_t> resolve_shard(const std::string& flag) {
   if (!flag.empty()) {
@@ -128,7 +114,11 @@ int run_eval(const std::vector<std::string>& args) {
       ("kfac-approx", po::value<std::string>()->default_value("expand"),
        "Kronecker methods with tokens/pixels: expand (tokens as extra samples) | reduce")
       ("shampoo-epsilon", po::value<double>()->default_value(1e-12),
-       "Shampoo family: ε relative to the largest eigenvalue of each factor");
+       "Shampoo family: ε relative to the largest eigenvalue of each factor")
+      ("local-layers", po::value<std::string>()->default_value(""),
+       "fishy-classifier: the layers that sample locally, comma-separated layer names (default: the final fully "
+       "connected layers, the Linear layers after the last Conv2d); the others inherit the nearest downstream "
+       "sampling layer's draws");
   po::options_description run("Run");
   run.add_options()
       ("out", po::value<std::string>(), "result file (HDF5), required; partial results go to OUT.parts/ until done")
@@ -203,6 +193,7 @@ int run_eval(const std::vector<std::string>& args) {
   if (kfac != "expand" && kfac != "reduce") throw InputError("--kfac-approx must be expand or reduce");
   o.method_options.kfac_reduce = kfac == "reduce";
   o.method_options.shampoo_epsilon = vm["shampoo-epsilon"].as<double>();
+  o.method_options.local_layers = split_list(vm["local-layers"].as<std::string>());
   o.dtype = vm["dtype"].as<std::string>();
   o.device = vm["device"].as<std::string>();
   o.engines.per_sample = mvp::parse_per_sample_engine(vm["per-sample-engine"].as<std::string>());

@@ -22,5 +22,6 @@ std::unique_ptr<UpdateMethod> make_kfe(const MethodOptions&);
 std::unique_ptr<UpdateMethod> make_shampoo(const MethodOptions&);
 std::unique_ptr<UpdateMethod> make_fim_shampoo(const MethodOptions&);
 std::unique_ptr<UpdateMethod> make_fishy(const MethodOptions&);
+std::unique_ptr<UpdateMethod> make_fishy_classifier(const MethodOptions&);
 
 }  // namespace fisheval::solvers

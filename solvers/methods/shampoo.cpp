@@ -12,6 +12,10 @@
 //   fishy        gradients sampled locally at every layer (solvers/local_sampling.h), K draws (w = 1/K),
 //                p = 1/2; the output layer (the tapped layer whose output is the logits) uses the same
 //                draws as fim-shampoo, so on that layer fishy and fim-shampoo agree exactly.
+//   fishy-classifier
+//                fishy sampling only in the layers of --local-layers (default: the final fully
+//                connected ones, the Linear layers after the last Conv2d); every other layer
+//                inherits the draws of the nearest sampling layer downstream, backpropagated.
 //
 // Selected parameters that no tapped layer owns are preconditioned on their own, flattened to
 // a vector v with per-sample rows v_sn of the same statistic (fishy: the sampled-label rows,
@@ -27,6 +31,7 @@
 // they get thin eigenbases (solvers/factorisation.h), exact: outside the bases the
 // statistic is 0 (weights_only).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -61,33 +66,6 @@ struct ShampooStatistics {
   std::vector<at::Tensor> diagonal;   // per uncovered parameter: D (numel > 2048), else undefined
 };
 
-// Whether layer l's output is the model's output (the same tensor as the logits).
-bool is_output_layer(mvp::Linearisation& lin, size_t l) {
-  const auto o = lin.layer_output_tokens(l);
-  const auto& z = lin.logits();
-  return o.numel() == z.numel() && o.data_ptr() == z.data_ptr();
-}
-
-// Fishy's output gradients per block: local draws, the model's own draws at the output layer.
-const std::vector<at::Tensor>& local_output_grads(BatchState& state, const std::string& method) {
-  return state.memo<std::vector<at::Tensor>>("fishy/b", [&] {
-    auto& lin = state.lin();
-    const auto& plan = kron::plan(state, method);
-    const int64_t K = state.options().mc_samples;
-    std::vector<at::Tensor> out;
-    for (size_t i = 0; i < plan.blocks.size(); ++i) {
-      const size_t l = plan.blocks[i].layer;
-      if (is_output_layer(lin, l)) {
-        out.push_back(kron::output_grads(state, Statistic::kSampled, method)[i]);
-      } else {
-        out.push_back(local_output_grad_samples(lin.layers()[l].activation, lin.layer_output_tokens(l), K,
-                                                layer_seed(state.options().seed, l)));
-      }
-    }
-    return out;
-  });
-}
-
 // (σ + shift)^{-power} with the pseudo-inverse where the shifted spectrum vanishes.
 std::pair<at::Tensor, bool> inverse_power(const at::Tensor& values, double shift, double power) {
   const auto shifted = values + shift;
@@ -101,15 +79,20 @@ double top_value(const at::Tensor& values) { return values.numel() ? values.max(
 
 class ShampooMethod final : public UpdateMethod {
  public:
-  ShampooMethod(std::string name, Source source, double power, const MethodOptions& options)
+  ShampooMethod(std::string name, Source source, double power, const MethodOptions& options,
+                std::string local_fallback = "all")
       : name_(std::move(name)),
         source_(source),
+        local_layers_(options.local_layers),
+        local_fallback_(std::move(local_fallback)),
         power_(power),
         epsilon_(options.shampoo_epsilon),
         factorisation_(options.factorisation),
         policy_(options.singular),
         budget_(options.budget) {
     if (!(epsilon_ >= 0)) throw InputError(fmt::format("--shampoo-epsilon must be ≥ 0, got {}", epsilon_));
+    // Per-batch memos are keyed by what they depend on: the sampling layers too.
+    memo_name_ = local_layers_.empty() ? name_ : fmt::format("{}[{}]", name_, fmt::join(local_layers_, ","));
   }
 
   std::string name() const override { return name_; }
@@ -129,7 +112,8 @@ class ShampooMethod final : public UpdateMethod {
     kron::check_budget(state, plan, kron::Statistic::kTrue, budget_, name_);
     const auto& layout = state.lin().layout();
     const auto& st = state.memo<ShampooStatistics>(
-        fmt::format("shampoo/{}/{}", source_name(source_), factorisation_name(factorisation_)),
+        fmt::format("shampoo/{}/{}", source_ == Source::kLocal ? memo_name_ : source_name(source_),
+                    factorisation_name(factorisation_)),
         [&] { return statistics(state); });
     const auto& g = state.grad();
     const auto& g64 = kron::grad64(state);
@@ -137,7 +121,7 @@ class ShampooMethod final : public UpdateMethod {
     Direction out;
     // U_Lᵀ G U_R per block, once for every damping.
     const auto& rotated = state.memo<std::vector<at::Tensor>>(
-        fmt::format("{}/{}/rotated", name_, factorisation_name(factorisation_)), [&] {
+        fmt::format("{}/{}/rotated", memo_name_, factorisation_name(factorisation_)), [&] {
       std::vector<at::Tensor> out;
       for (size_t i = 0; i < plan.blocks.size(); ++i) {
         out.push_back(kron::rotated_gradient(state, plan.blocks[i], st.left[i], st.right[i]));
@@ -212,8 +196,9 @@ class ShampooMethod final : public UpdateMethod {
   ShampooStatistics statistics(BatchState& state) {
     const auto& plan = kron::plan(state, name_);
     const Statistic statistic = source_ == Source::kTrue ? Statistic::kTrue : Statistic::kSampled;
-    const auto& b = source_ == Source::kLocal ? local_output_grads(state, name_)
-                                              : kron::output_grads(state, statistic, name_);
+    const auto& b = source_ == Source::kLocal
+                        ? local_output_grads(state, plan, sampling_layers(state, local_layers_, local_fallback_), name_)
+                        : kron::output_grads(state, statistic, name_);
     const auto& w = kron::statistic_weights(state, statistic);
     const auto& abar = kron::augmented_inputs(state, name_);
     ShampooStatistics st;
@@ -258,6 +243,9 @@ class ShampooMethod final : public UpdateMethod {
 
   std::string name_;
   Source source_;
+  std::vector<std::string> local_layers_;  // fishy-classifier: the sampling layers (empty: its default)
+  std::string local_fallback_;
+  std::string memo_name_;
   double power_;
   double epsilon_;
   Factorisation factorisation_;
@@ -274,7 +262,12 @@ std::unique_ptr<UpdateMethod> make_fim_shampoo(const MethodOptions& o) {
   return std::make_unique<ShampooMethod>("fim-shampoo", Source::kSampled, 0.5, o);
 }
 std::unique_ptr<UpdateMethod> make_fishy(const MethodOptions& o) {
-  return std::make_unique<ShampooMethod>("fishy", Source::kLocal, 0.5, o);
+  MethodOptions all = o;
+  all.local_layers.clear();  // every layer samples
+  return std::make_unique<ShampooMethod>("fishy", Source::kLocal, 0.5, all);
+}
+std::unique_ptr<UpdateMethod> make_fishy_classifier(const MethodOptions& o) {
+  return std::make_unique<ShampooMethod>("fishy-classifier", Source::kLocal, 0.5, o, "classifier");
 }
 
 }  // namespace fisheval::solvers
