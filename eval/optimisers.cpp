@@ -1,6 +1,7 @@
 #include "eval/optimisers.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -10,6 +11,7 @@
 #include "mvp/linearisation.h"
 #include "mvp/loss.h"
 #include "solvers/batch_state.h"
+#include "solvers/layer_statistics.h"
 
 namespace fisheval {
 namespace {
@@ -20,9 +22,6 @@ std::vector<at::Tensor> tensors_of(Model& model, const std::vector<std::string>&
   return out;
 }
 
-double accuracy_of(const at::Tensor& logits, const at::Tensor& targets) {
-  return logits.argmax(-1).eq(targets).to(torch::kDouble).mean().item<double>();
-}
 
 std::vector<at::Tensor> snapshot(const std::vector<at::Tensor>& ps) {
   std::vector<at::Tensor> out;
@@ -71,12 +70,12 @@ class FirstOrder final : public Optimiser {
     for (auto& group : optimiser_->param_groups()) group.options().set_lr(lr);
     torch::AutoGradMode grad_on(true);
     const auto logits = model.forward(batch.inputs);
-    const auto loss_fn = mvp::make_loss("cross-entropy");
+    const auto loss_fn = model_loss(model);
     loss_fn->check(logits.detach(), batch.targets);
     const auto loss = loss_fn->per_sample(logits, batch.targets).mean();
     StepStats stats;
     stats.loss = loss.item<double>();
-    stats.accuracy = accuracy_of(logits.detach(), batch.targets);
+    stats.accuracy = batch_accuracy(*loss_fn, logits.detach(), batch.targets);
     if (!std::isfinite(stats.loss)) throw Error(fmt::format("the batch loss is not finite ({})", stats.loss));
     auto grads = torch::autograd::grad({loss}, ps, {}, /*retain_graph=*/false, false, /*allow_unused=*/true);
     const auto before = snapshot(ps);
@@ -98,8 +97,7 @@ class FirstOrder final : public Optimiser {
 // ef, sf, ief: the direction of solvers/ for the batch, θ ← θ − η d (or η d/‖d‖).
 class Ngd final : public Optimiser {
  public:
-  explicit Ngd(const OptimiserOptions& o)
-      : o_(o), method_(solvers::make_method(o.name, o.method_options)), loss_(mvp::make_loss("cross-entropy")) {}
+  explicit Ngd(const OptimiserOptions& o) : o_(o), method_(solvers::make_method(o.name, o.method_options)) {}
   std::string name() const override { return o_.name; }
 
   StepStats step(Model& model, const std::vector<std::string>& params, const Batch& batch, double lr,
@@ -108,34 +106,20 @@ class Ngd final : public Optimiser {
     at::Tensor d;
     std::vector<at::Tensor> parts;
     {
-      mvp::Linearisation lin(model, params, batch.inputs);
-      loss_->check(lin.logits(), batch.targets);
-      solvers::BatchState state(lin, *loss_, batch.targets, {o_.mc_samples, batch_seed(o_.seed, step), o_.dedup_cosine});
-      const int64_t N = state.num_samples();
-      stats.loss = state.loss() / static_cast<double>(N);
-      stats.accuracy = accuracy_of(lin.logits(), batch.targets);
-      if (!std::isfinite(stats.loss)) throw Error(fmt::format("the batch loss is not finite ({})", stats.loss));
+      CurvatureBatch cb(model, params, batch, {o_.mc_samples, batch_seed(o_.seed, step), o_.dedup_cosine}, stats);
+      auto& state = cb.state();
       stats.damping = o_.damping * solvers::damping_scale(o_.damping_mode, o_.damping_reference, state);
       const auto dir = method_->direction(state, stats.damping);
       stats.status = solvers::status_name(dir.status);
       d = dir.d.detach();
-      parts = lin.layout().split(d);
+      parts = cb.lin().layout().split(d);
     }
     const double norm = d.norm().item<double>();
     if (!std::isfinite(norm)) throw Error(fmt::format("the {} direction is not finite", o_.name));
     if (norm == 0) return stats;  // nothing to learn from this batch (e.g. all samples fitted)
     // θ ← θ − η·s·d, s = 1/‖d‖ when normalised.
     const double factor = lr * (o_.normalise ? 1.0 / norm : 1.0);
-    const auto ps = tensors_of(model, params);
-    {
-      torch::NoGradGuard no_grad;
-      for (size_t i = 0; i < ps.size(); ++i) ps[i].sub_(parts[i].to(ps[i].options()), factor);
-    }
-    for (size_t i = 0; i < ps.size(); ++i) {
-      if (!torch::isfinite(ps[i].detach()).all().item<bool>()) {
-        throw Error(fmt::format("the update made parameter '{}' non-finite", params[i]));
-      }
-    }
+    apply_update(model, params, parts, factor);
     stats.update_norm = factor * norm;
     return stats;
   }
@@ -143,12 +127,55 @@ class Ngd final : public Optimiser {
  private:
   OptimiserOptions o_;
   std::unique_ptr<solvers::UpdateMethod> method_;
-  std::unique_ptr<mvp::Loss> loss_;
 };
 
 }  // namespace
 
-std::vector<std::string> optimiser_names() { return {"sgd", "adamw", "ef", "sf", "ief"}; }
+std::unique_ptr<mvp::Loss> model_loss(const Model& model) {
+  const auto hint = model.loss_hint();
+  return mvp::make_loss(hint.empty() ? "cross-entropy" : hint);
+}
+
+double batch_accuracy(const mvp::Loss& loss, const at::Tensor& logits, const at::Tensor& targets) {
+  if (loss.name() != "cross-entropy") return std::nan("");
+  return logits.argmax(-1).eq(targets).to(torch::kDouble).mean().item<double>();
+}
+
+mvp::Linearisation& CurvatureBatch::checked(mvp::Linearisation& lin, const mvp::Loss& loss,
+                                            const at::Tensor& targets) {
+  loss.check(lin.logits(), targets);  // before the state reads the targets
+  return lin;
+}
+
+CurvatureBatch::CurvatureBatch(Model& model, const std::vector<std::string>& params, const Batch& batch,
+                               const solvers::BatchStateOptions& options, StepStats& stats)
+    : loss_(model_loss(model)),
+      lin_(model, params, batch.inputs),
+      state_(checked(lin_, *loss_, batch.targets), *loss_, batch.targets, options) {
+  stats.loss = state_.loss() / static_cast<double>(state_.num_samples());
+  stats.accuracy = batch_accuracy(*loss_, lin_.logits(), batch.targets);
+  if (!std::isfinite(stats.loss)) throw Error(fmt::format("the batch loss is not finite ({})", stats.loss));
+}
+
+void apply_update(Model& model, const std::vector<std::string>& params, const std::vector<at::Tensor>& parts,
+                  double factor) {
+  const auto ps = tensors_of(model, params);
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < ps.size(); ++i) ps[i].sub_(parts[i].to(ps[i].options()), factor);
+  }
+  for (size_t i = 0; i < ps.size(); ++i) {
+    if (!torch::isfinite(ps[i].detach()).all().item<bool>()) {
+      throw Error(fmt::format("the update made parameter '{}' non-finite", params[i]));
+    }
+  }
+}
+
+std::vector<std::string> optimiser_names() {
+  std::vector<std::string> names{"sgd", "adamw", "ef", "sf", "ief"};
+  for (const auto& m : solvers::layer_statistics_methods()) names.push_back(m);
+  return names;
+}
 
 bool is_ngd_optimiser(const std::string& name) { return name == "ef" || name == "sf" || name == "ief"; }
 
@@ -158,13 +185,15 @@ std::unique_ptr<Optimiser> make_optimiser(const OptimiserOptions& options) {
     if (options.damping < 0) throw InputError("--damping must be ≥ 0");
     return std::make_unique<Ngd>(options);
   }
-  throw InputError(fmt::format("unknown optimizer '{}' (sgd, adamw, ef, sf, ief)", options.name));
+  if (solvers::has_layer_statistics(options.name)) return make_layerwise_optimiser(options);
+  throw InputError(fmt::format("unknown optimizer '{}' ({})", options.name, fmt::join(optimiser_names(), ", ")));
 }
 
 Evaluation evaluate_model(Model& model, const Dataset& data, const std::vector<int64_t>& indices, c10::Device device,
                           c10::ScalarType dtype, int64_t chunk) {
   torch::NoGradGuard no_grad;
-  const auto loss_fn = mvp::make_loss("cross-entropy");
+  const auto loss_fn = model_loss(model);
+  const bool classifies = loss_fn->name() == "cross-entropy";
   Evaluation e;
   double loss_sum = 0, correct = 0;
   for (size_t start = 0; start < indices.size(); start += static_cast<size_t>(chunk)) {
@@ -172,11 +201,11 @@ Evaluation evaluate_model(Model& model, const Dataset& data, const std::vector<i
     const auto batch = data.get({indices.begin() + start, indices.begin() + end}).to(device, dtype);
     const auto logits = model.forward(batch.inputs);
     loss_sum += loss_fn->per_sample(logits, batch.targets).sum().item<double>();
-    correct += logits.argmax(-1).eq(batch.targets).sum().item<double>();
+    if (classifies) correct += logits.argmax(-1).eq(batch.targets).sum().item<double>();
   }
   e.samples = static_cast<int64_t>(indices.size());
   e.loss = e.samples ? loss_sum / e.samples : std::nan("");
-  e.accuracy = e.samples ? correct / e.samples : std::nan("");
+  e.accuracy = e.samples && classifies ? correct / e.samples : std::nan("");
   return e;
 }
 

@@ -1,6 +1,7 @@
 #include "eval/trainer.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -12,6 +13,7 @@
 #include "checkpoints/error.h"
 #include "eval/progress.h"
 #include "eval/sweep.h"
+#include "solvers/layer_statistics.h"
 
 namespace fs = std::filesystem;
 
@@ -161,7 +163,10 @@ double default_lr(const std::string& optimiser) {
   if (optimiser == "ief") return 1.0;
   if (optimiser == "ef") return 2.0;
   if (optimiser == "sf") return 0.1;
-  throw InputError(fmt::format("unknown optimizer '{}' (sgd, adamw, ef, sf, ief)", optimiser));
+  // The layer-structured optimisers graft onto Adam's step length (the winners of the
+  // autoencoder search in docs/RESULTS.md: 1e-2 for all of them, Adam's own 3e-3).
+  if (solvers::has_layer_statistics(optimiser)) return 1e-2;
+  throw InputError(fmt::format("unknown optimizer '{}' ({})", optimiser, fmt::join(optimiser_names(), ", ")));
 }
 
 TrainSummary train(const TrainOptions& o) {
@@ -188,7 +193,12 @@ TrainSummary train(const TrainOptions& o) {
   if (!(lr > 0)) throw InputError("--lr must be positive");
 
   // Data: the training pool, a validation split at its end, the stage-evaluation subset.
-  const auto train_data = open_dataset(o.data);
+  // "auto": Fashion-MNIST, with pixel targets for the autoencoder.
+  const bool pixels = o.model.model == "autoencoder";
+  const auto data_spec = o.data == "auto" ? (pixels ? "fashion-mnist-pixels:train" : "fashion-mnist:train") : o.data;
+  const auto test_spec =
+      o.test_data == "auto" ? (pixels ? "fashion-mnist-pixels:test" : "fashion-mnist:test") : o.test_data;
+  const auto train_data = open_dataset(data_spec);
   const int64_t M = train_data->size();
   if (o.valid_samples >= M) throw InputError(fmt::format("--valid-samples {} leaves no training data", o.valid_samples));
   const auto pool = range(0, M - o.valid_samples);
@@ -196,7 +206,7 @@ TrainSummary train(const TrainOptions& o) {
   const int64_t E = o.eval_samples > 0 ? std::min<int64_t>(o.eval_samples, pool.size()) : pool.size();
   const std::vector<int64_t> eval_idx(pool.begin(), pool.begin() + E);
   std::unique_ptr<Dataset> test_data;
-  if (!o.test_data.empty()) test_data = open_dataset(o.test_data);
+  if (!test_spec.empty()) test_data = open_dataset(test_spec);
   const int64_t per_epoch = static_cast<int64_t>(pool.size()) / o.batch_size;
   if (per_epoch < 1) {
     throw InputError(fmt::format("batch size {} exceeds the {} training samples", o.batch_size, pool.size()));
@@ -253,11 +263,18 @@ TrainSummary train(const TrainOptions& o) {
   info.notes["normalise"] = oo.normalise ? "on" : "off";
   info.notes["batch_size"] = std::to_string(o.batch_size);
   info.notes["seed"] = std::to_string(o.seed);
-  info.notes["data"] = o.data;
+  info.notes["data"] = data_spec;
+  info.loss = model->loss_hint();
   info.notes["dtype"] = o.dtype;
   if (is_ngd_optimiser(oo.name)) {
     info.notes["damping"] = fmt::format("{:g}", oo.damping);
     info.notes["damping_mode"] = solvers::to_string(oo.damping_mode);
+  }
+  if (solvers::has_layer_statistics(oo.name)) {
+    info.notes["stat_decay"] = fmt::format("{:g}", oo.stat_decay);
+    info.notes["precond_every"] = std::to_string(oo.precond_every);
+    info.notes["precond_epsilon"] = fmt::format("{:g}", oo.precond_epsilon);
+    info.notes["grafting"] = oo.grafting;
   }
 
   const auto save_stage = [&](int64_t step) {

@@ -28,8 +28,9 @@ namespace fisheval {
 struct TrainOptions {
   ModelConfig model;
   std::string init;                           // start from this native checkpoint (its config wins)
-  std::string data = "fashion-mnist:train";   // training data (open_dataset spec)
-  std::string test_data = "fashion-mnist:test";  // "" = no test evaluation
+  std::string data = "auto";       // training data (open_dataset spec); auto: fashion-mnist:train,
+                                   // fashion-mnist-pixels:train for the autoencoder
+  std::string test_data = "auto";  // "" = no test evaluation; auto: the matching test split
   int64_t valid_samples = 0;    // the last K training samples are held out for validation
   int64_t eval_samples = 10000;  // train loss/accuracy of a stage on the first K training samples (0 = all)
   OptimiserOptions optimiser;

@@ -143,6 +143,74 @@ INSTANTIATE_TEST_SUITE_P(Exact, NgdStepTest,
                            return i.param.optimiser + (i.param.normalise ? "_normalised" : "");
                          });
 
+// The layer-structured optimisers' first step without grafting or filtering is the
+// evaluation's direction: with the statistics of the mean loss (S/N) and g/N,
+//   shampoo family  d = (S_L/N + ε σ_max I)^{-p} (g/N) (S_R/N + ε σ_max I)^{-p} = N^{2p−1} d_eval(λ = 0, ε)
+//   kfac            d = (A ⊗ B/N + ε σ_A σ_B/N I)⁻¹ g/N = d_eval(λ = ε σ_max(A) σ_max(B))  (one layer)
+// and with Adam grafting each block keeps that direction at the length of Adam's first step
+// g/(|g| + eps) on the block.
+TEST(LayerwiseOptimisers, FirstStepIsTheEvaluationsDirection) {
+  const double eps = 1e-3, lr = 0.05;
+  const int64_t step = 2, N = 16;
+  const auto b = fashion_batch(N);
+  for (const std::string name : {"kfac", "shampoo", "fim-shampoo", "fishy", "fishy-classifier"}) {
+    ModelConfig c = tiny_mlp();
+    if (name == "kfac") c.widths = {};  // one layer: one λ for the block
+    auto m = float64_model(c, 1);
+    auto ref = float64_model(c, 1);
+    const auto params = select_parameters(*m, "");
+    at::Tensor d;
+    {
+      mvp::Linearisation lin(*ref, params, b.inputs);
+      const auto loss = mvp::make_loss("cross-entropy");
+      solvers::BatchState state(lin, *loss, b.targets, {1, batch_seed(7, step), 0});
+      solvers::MethodOptions mo;
+      mo.shampoo_epsilon = eps;
+      double lambda = 0;
+      if (name == "kfac") {
+        // A = mean ā āᵀ, B = Σ_n r̂_n r̂_nᵀ from the batch's sampled logit gradients.
+        const auto x = b.inputs.get().reshape({N, -1});
+        const auto abar = torch::cat({x, torch::ones({N, 1}, torch::kDouble)}, 1);
+        const auto A = torch::mm(abar.t(), abar) / double(N);
+        const auto r = state.sampled_logit_grad().reshape({N, -1}).to(torch::kDouble);
+        const auto B = torch::mm(r.t(), r);
+        lambda = eps * torch::linalg_eigvalsh(A).max().item<double>() * torch::linalg_eigvalsh(B).max().item<double>();
+      }
+      d = solvers::make_method(name, mo)->direction(state, lambda).d;
+      if (name == "shampoo") d = d / std::sqrt(double(N));  // N^{2p−1}, p = 1/4
+    }
+    for (const std::string grafting : {"none", "adam"}) {
+      auto model = float64_model(c, 1);
+      OptimiserOptions o;
+      o.name = name;
+      o.seed = 7;
+      o.precond_epsilon = eps;
+      o.grafting = grafting;
+      o.beta1 = grafting == "none" ? 0.0 : 0.9;
+      const auto before = flat_params(*model, params);
+      make_optimiser(o)->step(*model, params, b, lr, step);
+      const auto delta = flat_params(*model, params) - before;
+      if (grafting == "none") {
+        EXPECT_LT(rel_err(delta, -lr * d), 1e-9) << name;
+        continue;
+      }
+      const auto g = oracle::gradient(*ref, params, b, true) / double(N);
+      const auto adam = g / (g.abs() + 1e-8);
+      int64_t at = 0;
+      // Per layer [W | b]: the weight then the bias in θ (each layer's two tensors in turn).
+      for (size_t i = 0; i + 1 < params.size(); i += 2) {
+        const int64_t len = model->parameter(params[i]).numel() + model->parameter(params[i + 1]).numel();
+        const auto db = delta.narrow(0, at, len), dd = d.narrow(0, at, len), ab = adam.narrow(0, at, len);
+        EXPECT_NEAR(db.norm().item<double>(), lr * ab.norm().item<double>(), 1e-9 * lr * ab.norm().item<double>())
+            << name << " " << params[i];
+        const double cosine = -(db * dd).sum().item<double>() / (db.norm() * dd.norm()).item<double>();
+        EXPECT_NEAR(cosine, 1.0, 1e-9) << name << " " << params[i];
+        at += len;
+      }
+    }
+  }
+}
+
 TEST(Trainer, IefLowersEachPerSampleLossByLrTimesSToFirstOrder) {
   // The paper: Δl_n ≈ −η s_n for iEF (N ≪ P, λ → 0). The residual of Δl/η + s must
   // vanish linearly in η (the next term is ½ η dᵀ∇²l_n d).
@@ -214,6 +282,26 @@ TEST(Trainer, ShortRunsLowerTheLossWithEveryOptimiser) {
     const double first = metric(s.stages.front(), "train_loss"), last = metric(s.stages.back(), "train_loss");
     EXPECT_LT(last, 0.8 * first) << name << ": train loss " << first << " → " << last;
     EXPECT_GT(metric(s.stages.back(), "test_accuracy"), metric(s.stages.front(), "test_accuracy")) << name;
+  }
+}
+
+TEST(Trainer, AutoencoderLearnsThePixelsWithAdamAndTheLayerwiseOptimisers) {
+  for (const std::string name : {"adamw", "kfac", "shampoo", "fim-shampoo", "fishy"}) {
+    auto t = short_run(name, temp_dir("autoencoder_" + name));
+    t.model.model = "autoencoder";
+    t.model.widths = {64, 16, 64};
+    t.data = "fashion-mnist-pixels:train:640";
+    t.test_data = "fashion-mnist-pixels:test:200";
+    const auto s = train(t);
+    ASSERT_FALSE(s.diverged) << name << ": " << s.diverged_reason;
+    const double first = metric(s.stages.front(), "train_loss"), last = metric(s.stages.back(), "train_loss");
+    EXPECT_LT(last, 0.85 * first) << name << ": train loss " << first << " → " << last;
+    EXPECT_LT(metric(s.stages.back(), "test_loss"), metric(s.stages.front(), "test_loss")) << name;
+    EXPECT_TRUE(std::isnan(metric(s.stages.back(), "train_accuracy"))) << name;  // no classes
+    NativeCheckpointInfo info;
+    load_native_checkpoint(s.stages.back().path, &info);
+    EXPECT_EQ(info.loss, "binary-cross-entropy");
+    EXPECT_EQ(info.notes.at("data"), "fashion-mnist-pixels:train:640");
   }
 }
 

@@ -1,5 +1,6 @@
-// fisheval train: train a built-in model (mlp, cnn, vit-lora) with sgd, adamw or the exact
-// ef/sf/ief optimisers and write a checkpoint series (eval/trainer.h).
+// fisheval train: train a built-in model (mlp, autoencoder, cnn, vit-lora) with sgd, adamw,
+// the exact ef/sf/ief optimisers or the layer-structured kfac/shampoo/fim-shampoo/fishy ones
+// and write a checkpoint series (eval/trainer.h).
 #include <fmt/format.h>
 #include <torch/torch.h>
 
@@ -17,10 +18,12 @@ int run_train(const std::vector<std::string>& args) {
   po::options_description model = model_options();
   po::options_description data("Data");
   data.add_options()
-      ("data", po::value<std::string>()->default_value("fashion-mnist:train"),
-       "training data: fashion-mnist:train[:COUNT] (the first COUNT samples) or an HDF5 file")
-      ("test-data", po::value<std::string>()->default_value("fashion-mnist:test"),
-       "test data evaluated at every stage ('' = none)")
+      ("data", po::value<std::string>()->default_value("auto"),
+       "training data: fashion-mnist:train[:COUNT] (the first COUNT samples), fashion-mnist-pixels:train[:COUNT] "
+       "(pixel intensities as targets) or an HDF5 file; auto: fashion-mnist:train, fashion-mnist-pixels:train for "
+       "the autoencoder")
+      ("test-data", po::value<std::string>()->default_value("auto"),
+       "test data evaluated at every stage ('' = none; auto: the test split of the auto training data)")
       ("valid-samples", po::value<int64_t>()->default_value(0),
        "hold out the last K training samples for validation (valid_loss, valid_accuracy in the manifest)")
       ("eval-samples", po::value<int64_t>()->default_value(10000),
@@ -47,7 +50,8 @@ int run_train(const std::vector<std::string>& args) {
   all.add(model).add(data).add(optim).add(run);
   po::positional_options_description positional;
   po::variables_map vm;
-  if (!parse("train", "--model mlp|cnn|vit-lora --optimizer sgd|adamw|ef|sf|ief --out DIR [OPTIONS]", all, positional,
+  if (!parse("train", "--model mlp|autoencoder|cnn|vit-lora --optimizer sgd|adamw|ef|sf|ief|kfac|shampoo|fim-shampoo|fishy|"
+             "fishy-classifier --out DIR [OPTIONS]", all, positional,
              args, vm)) {
     return kExitOk;
   }

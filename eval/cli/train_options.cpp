@@ -10,15 +10,23 @@ namespace fisheval::cli {
 std::vector<int64_t> parse_int_list(const std::string& text, const std::string& flag) {
   std::vector<int64_t> out;
   std::string item;
+  const auto number = [&](const std::string& t) {
+    size_t used = 0;
+    const int64_t v = std::stoll(t, &used);
+    if (used != t.size()) throw std::invalid_argument("trailing");
+    return v;
+  };
   for (char ch : text + ",") {
     if (ch == ',' || ch == ' ') {
       if (item.empty()) continue;
       try {
-        size_t used = 0;
-        out.push_back(std::stoll(item, &used));
-        if (used != item.size()) throw std::invalid_argument("trailing");
+        // W or WxK (K copies of W)
+        const auto x = item.find('x');
+        const int64_t repeat = x == std::string::npos ? 1 : number(item.substr(x + 1));
+        if (repeat < 1 || repeat > 1000) throw std::invalid_argument("repeat");
+        out.insert(out.end(), repeat, number(item.substr(0, x)));
       } catch (const std::exception&) {
-        throw InputError(fmt::format("--{}: '{}' is not an integer", flag, item));
+        throw InputError(fmt::format("--{}: '{}' is not an integer (or WxK)", flag, item));
       }
       item.clear();
     } else {
@@ -32,12 +40,16 @@ po::options_description model_options() {
   const ModelConfig d;
   po::options_description model("Model");
   model.add_options()
-      ("model", po::value<std::string>()->default_value("mlp"), "built-in model: mlp | cnn | vit-lora")
+      ("model", po::value<std::string>()->default_value("mlp"),
+       "built-in model: mlp | autoencoder (Bernoulli outputs, trained on the pixel intensities) | cnn | vit-lora")
       ("init", po::value<std::string>()->default_value(""),
        "start from this native checkpoint instead of a fresh model (its configuration wins)")
       ("widths", po::value<std::string>()->default_value(fmt::format("{}", fmt::join(d.widths, ","))),
-       "mlp: hidden widths")
-      ("activation", po::value<std::string>()->default_value(d.activation), "mlp, cnn: tanh | relu | gelu")
+       "mlp, autoencoder: hidden widths, e.g. 1000,500x8,250 (WxK = K layers of width W); autoencoder: also the "
+       "presets paper (1000,500x8,250,30,250,500x8,1000, the default for it) and small "
+       "(256,128x2,64,16,64,128x2,256)")
+      ("activation", po::value<std::string>()->default_value(d.activation),
+       "mlp, autoencoder, cnn: tanh | relu | gelu (the autoencoder's default: tanh)")
       ("channels", po::value<std::string>()->default_value(fmt::format("{}", fmt::join(d.channels, ","))),
        "cnn: channels of the 3x3 stride-2 convolutions")
       ("hidden", po::value<int64_t>()->default_value(d.hidden), "cnn: width of the fully connected hidden layer")
@@ -62,8 +74,15 @@ po::options_description model_options() {
 void apply_model_options(const po::variables_map& vm, TrainOptions& o) {
   auto& c = o.model;
   c.model = vm["model"].as<std::string>();
-  c.widths = parse_int_list(vm["widths"].as<std::string>(), "widths");
-  c.activation = vm["activation"].as<std::string>();
+  const auto widths = vm["widths"].as<std::string>();
+  if (c.model == "autoencoder" && (vm["widths"].defaulted() || !autoencoder_widths(widths).empty())) {
+    c.widths = autoencoder_widths(vm["widths"].defaulted() ? "paper" : widths);
+  } else {
+    c.widths = parse_int_list(widths, "widths");
+  }
+  // The autoencoder's outputs are its input pixels.
+  if (c.model == "autoencoder") c.num_classes = c.input_shape[0] * c.input_shape[1] * c.input_shape[2];
+  c.activation = c.model == "autoencoder" && vm["activation"].defaulted() ? "tanh" : vm["activation"].as<std::string>();
   c.channels = parse_int_list(vm["channels"].as<std::string>(), "channels");
   c.hidden = vm["hidden"].as<int64_t>();
   c.patch = vm["patch"].as<int64_t>();
@@ -85,10 +104,11 @@ void apply_model_options(const po::variables_map& vm, TrainOptions& o) {
 po::options_description optimiser_options() {
   po::options_description optim("Optimiser");
   optim.add_options()
-      ("optimizer", po::value<std::string>()->default_value("ief"), "sgd | adamw | ef | sf | ief")
+      ("optimizer", po::value<std::string>()->default_value("ief"),
+       "sgd | adamw | ef | sf | ief | kfac | shampoo | fim-shampoo | fishy | fishy-classifier")
       ("lr", po::value<double>()->default_value(-1.0, "auto"),
-       "learning rate η (default per optimiser: sgd 0.03, adamw 3e-3, ief 1, ef 2, sf 0.1; for normalised "
-       "updates η is the norm of the first update)")
+       "learning rate η (default per optimiser: sgd 0.03, adamw 3e-3, ief 1, ef 2, sf 0.1, the layer-structured "
+       "ones 1e-2; for normalised updates η is the norm of the first update)")
       ("schedule", po::value<std::string>()->default_value("auto"),
        "constant | linear (η_t = η(1 − t/T)) | auto (linear for ef and sf, as in the paper; else constant)")
       ("normalise", po::value<std::string>()->default_value("auto"),
@@ -102,6 +122,18 @@ po::options_description optimiser_options() {
       ("dedup-cosine", po::value<double>()->default_value(0.0),
        "ef, sf, ief: drop near-duplicate per-sample gradients (|cos| above this) before the Gram solve; 0 = off")
       ("momentum", po::value<double>()->default_value(0.0), "sgd: momentum")
+      ("stat-decay", po::value<double>()->default_value(0.95),
+       "kfac, shampoo, fim-shampoo, fishy, fishy-classifier: statistics averaged over steps, S ← βS + (1−β)S_batch")
+      ("precond-every", po::value<int64_t>()->default_value(10),
+       "the same: eigen-decompose the averaged statistics (refresh the preconditioner) every K steps")
+      ("precond-epsilon", po::value<double>()->default_value(1e-4),
+       "the same: ε added to each factor relative to its largest eigenvalue (kfac: λ = ε σ_max(A) σ_max(B))")
+      ("grafting", po::value<std::string>()->default_value("adam"),
+       "the same: each layer's step length from adam (β₁ 0.9, β₂ 0.999, eps 1e-8) | sgd (the filtered gradient) | "
+       "none; the preconditioner acts on the filtered gradient (β₁ 0.9)")
+      ("local-layers", po::value<std::string>()->default_value(""),
+       "fishy-classifier: the layers that sample locally, comma-separated layer names (default: the final fully "
+       "connected layers, the Linear layers after the last Conv2d)")
       ("weight-decay", po::value<double>()->default_value(-1.0, "auto"),
        "sgd, adamw: weight decay (default: adamw 0.01 as in PyTorch, sgd 0)");
   return optim;
@@ -121,6 +153,11 @@ void apply_optimiser_options(const po::variables_map& vm, TrainOptions& o) {
   oo.dedup_cosine = vm["dedup-cosine"].as<double>();
   if (oo.dedup_cosine < 0 || oo.dedup_cosine > 1) throw InputError("--dedup-cosine must be in [0, 1]");
   oo.momentum = vm["momentum"].as<double>();
+  oo.stat_decay = vm["stat-decay"].as<double>();
+  oo.precond_every = vm["precond-every"].as<int64_t>();
+  oo.precond_epsilon = vm["precond-epsilon"].as<double>();
+  oo.grafting = vm["grafting"].as<std::string>();
+  oo.method_options.local_layers = split_list(vm["local-layers"].as<std::string>());
   const double wd = vm["weight-decay"].as<double>();
   oo.weight_decay = wd >= 0 ? wd : (oo.name == "adamw" ? 0.01 : 0.0);
 }
