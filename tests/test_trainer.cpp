@@ -305,6 +305,24 @@ TEST(Trainer, AutoencoderLearnsThePixelsWithAdamAndTheLayerwiseOptimisers) {
   }
 }
 
+TEST(Trainer, FishyClassifierTrainsACnnSamplingInTheChosenLayers) {
+  for (const std::string layers : {"", "fc1"}) {  // default: fc0 and fc1, after the convolutions
+    auto t = short_run("fishy-classifier", temp_dir("cnn_fishy_classifier" + layers));
+    t.model.model = "cnn";
+    t.model.channels = {4, 6};
+    t.model.hidden = 16;
+    if (!layers.empty()) t.optimiser.method_options.local_layers = {layers};
+    const auto s = train(t);
+    ASSERT_FALSE(s.diverged) << s.diverged_reason;
+    const double first = metric(s.stages.front(), "train_loss"), last = metric(s.stages.back(), "train_loss");
+    EXPECT_LT(last, 0.8 * first) << "--local-layers '" << layers << "': train loss " << first << " → " << last;
+  }
+  auto bad = short_run("fishy-classifier", temp_dir("cnn_fishy_classifier_bad"));
+  bad.model.model = "cnn";
+  bad.optimiser.method_options.local_layers = {"conv9"};
+  EXPECT_THROW(train(bad), InputError);
+}
+
 TEST(Trainer, WritesASeriesThatEvalReads) {
   auto t = short_run("ief", temp_dir("series"));
   t.save_every = 15;

@@ -122,11 +122,11 @@ po::options_description optimiser_options() {
       ("dedup-cosine", po::value<double>()->default_value(0.0),
        "ef, sf, ief: drop near-duplicate per-sample gradients (|cos| above this) before the Gram solve; 0 = off")
       ("momentum", po::value<double>()->default_value(0.0), "sgd: momentum")
-      ("stat-decay", po::value<double>()->default_value(0.95),
+      ("stat-decay", po::value<double>()->default_value(0.95, "0.95"),
        "kfac, shampoo, fim-shampoo, fishy, fishy-classifier: statistics averaged over steps, S ← βS + (1−β)S_batch")
       ("precond-every", po::value<int64_t>()->default_value(10),
        "the same: eigen-decompose the averaged statistics (refresh the preconditioner) every K steps")
-      ("precond-epsilon", po::value<double>()->default_value(1e-4),
+      ("precond-epsilon", po::value<double>()->default_value(1e-4, "1e-4"),
        "the same: ε added to each factor relative to its largest eigenvalue (kfac: λ = ε σ_max(A) σ_max(B))")
       ("grafting", po::value<std::string>()->default_value("adam"),
        "the same: each layer's step length from adam (β₁ 0.9, β₂ 0.999, eps 1e-8) | sgd (the filtered gradient) | "
