@@ -277,6 +277,16 @@ std::pair<at::Tensor, bool> eigenbasis_solve(const at::Tensor& UB, const at::Ten
   return eigenbasis_apply(UB, UA, D, rotate(UB, UA, G), lambda, G.scalar_type());
 }
 
+std::pair<at::Tensor, bool> inverse_power(const at::Tensor& values, double shift, double power) {
+  const auto shifted = values + shift;
+  const double top = shifted.numel() ? shifted.max().item<double>() : 0.0;
+  const auto keep = shift > 0 ? shifted.gt(0) : shifted.gt(kPseudoInverseRcond * top).logical_and(shifted.gt(0));
+  const auto inv = torch::where(keep, shifted.pow(-power), torch::zeros_like(shifted));
+  return {inv, !keep.all().item<bool>()};
+}
+
+double top_value(const at::Tensor& values) { return values.numel() ? values.max().item<double>() : 0.0; }
+
 std::pair<at::Tensor, bool> kronecker_solve(const Eigen& A, const Eigen& B, const at::Tensor& G, double lambda) {
   return eigenbasis_solve(B.vectors, A.vectors, torch::outer(B.values, A.values), G, lambda);
 }

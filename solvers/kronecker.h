@@ -134,6 +134,11 @@ at::Tensor rotate(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& 
 std::pair<at::Tensor, bool> eigenbasis_scale(const at::Tensor& D, const at::Tensor& rotated, double lambda);
 std::pair<at::Tensor, bool> eigenbasis_apply(const at::Tensor& UB, const at::Tensor& UA, const at::Tensor& D,
                                              const at::Tensor& rotated, double lambda, at::ScalarType dtype);
+// (σ + shift)^{−power} for eigenvalues σ ≥ 0 (the Shampoo family's inverse roots), with the
+// pseudo-inverse where the shifted spectrum vanishes (shift ≤ 0: entries ≤ 1e-12·max dropped,
+// set to 0); `.second` says whether any was. top_value: the largest eigenvalue (0 for none).
+std::pair<at::Tensor, bool> inverse_power(const at::Tensor& values, double shift, double power);
+double top_value(const at::Tensor& values);
 // (A ⊗ B + λI)⁻¹ applied to G: D = σ_B σ_Aᵀ in the basis of the factors' eigenvectors.
 std::pair<at::Tensor, bool> kronecker_solve(const Eigen& A, const Eigen& B, const at::Tensor& G, double lambda);
 // d_i = g_i / (D_i + λ), pseudo-inverse (D_i ≤ 1e-12·max D dropped) at λ = 0.

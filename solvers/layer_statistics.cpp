@@ -56,19 +56,14 @@ LayerStatistics layer_statistics(BatchState& state, const std::string& method, c
 
 at::Tensor layer_precondition(LayerCurvature curvature, double power, const kron::Eigen& left,
                               const kron::Eigen& right, const at::Tensor& G, double epsilon) {
-  const double top_l = left.values.numel() ? left.values.max().item<double>() : 0.0;
-  const double top_r = right.values.numel() ? right.values.max().item<double>() : 0.0;
+  const double top_l = kron::top_value(left.values), top_r = kron::top_value(right.values);
   if (!(top_l > 0) || !(top_r > 0)) return G;
-  const auto rotated = torch::mm(torch::mm(left.vectors.t(), G), right.vectors);
-  at::Tensor scaled;
-  if (curvature == LayerCurvature::kKronecker) {
-    // (U_Bᵀ G U_A) / (σ_B σ_Aᵀ + λ), λ = ε σ_max(B) σ_max(A)
-    scaled = rotated / (torch::outer(left.values, right.values) + epsilon * top_l * top_r);
-  } else {
-    // σ_L^{-p} ∘ (U_Lᵀ G U_R) ∘ σ_R^{-p}ᵀ with the shifted spectra
-    scaled = rotated * torch::outer((left.values + epsilon * top_l).pow(-power),
-                                    (right.values + epsilon * top_r).pow(-power));
-  }
+  // K-FAC: (A ⊗ B + λI)⁻¹ G with λ = ε σ_max(B) σ_max(A), the evaluation's own solve.
+  if (curvature == LayerCurvature::kKronecker) return kron::kronecker_solve(right, left, G, epsilon * top_l * top_r).first;
+  // Shampoo family: U_L [σ_L^{-p} ∘ (U_Lᵀ G U_R) ∘ σ_R^{-p}ᵀ] U_Rᵀ with the shifted spectra.
+  const auto li = kron::inverse_power(left.values, epsilon * top_l, power).first;
+  const auto ri = kron::inverse_power(right.values, epsilon * top_r, power).first;
+  const auto scaled = kron::rotate(left.vectors, right.vectors, G) * torch::outer(li, ri);
   return torch::mm(torch::mm(left.vectors, scaled), right.vectors.t());
 }
 

@@ -66,16 +66,8 @@ struct ShampooStatistics {
   std::vector<at::Tensor> diagonal;   // per uncovered parameter: D (numel > 2048), else undefined
 };
 
-// (σ + shift)^{-power} with the pseudo-inverse where the shifted spectrum vanishes.
-std::pair<at::Tensor, bool> inverse_power(const at::Tensor& values, double shift, double power) {
-  const auto shifted = values + shift;
-  const double top = shifted.numel() ? shifted.max().item<double>() : 0.0;
-  const auto keep = shift > 0 ? shifted.gt(0) : shifted.gt(kPseudoInverseRcond * top).logical_and(shifted.gt(0));
-  const auto inv = torch::where(keep, shifted.pow(-power), torch::zeros_like(shifted));
-  return {inv, !keep.all().item<bool>()};
-}
-
-double top_value(const at::Tensor& values) { return values.numel() ? values.max().item<double>() : 0.0; }
+using kron::inverse_power;
+using kron::top_value;
 
 class ShampooMethod final : public UpdateMethod {
  public:
