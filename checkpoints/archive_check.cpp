@@ -5,8 +5,8 @@
 
 #include <cstdio>
 
-#include "checkpoints/error.h"
-#include "checkpoints/limits.h"
+#include "base/error.h"
+#include "base/limits.h"
 #include "checkpoints/pickle_scan.h"
 #include "checkpoints/zip_scan.h"
 

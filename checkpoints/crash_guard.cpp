@@ -16,7 +16,7 @@
 #include <cstring>
 #include <limits>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fisheval {
 namespace {

@@ -4,7 +4,7 @@
 #include <random>
 
 #include "checkpoints/dataset.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fisheval {
 namespace {

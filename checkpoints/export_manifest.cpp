@@ -6,7 +6,7 @@
 #include <boost/property_tree/ptree.hpp>
 #include <sstream>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fisheval {
 namespace {

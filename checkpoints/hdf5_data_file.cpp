@@ -9,8 +9,8 @@
 #include <cstring>
 
 #include "checkpoints/crash_guard.h"
-#include "checkpoints/error.h"
-#include "checkpoints/limits.h"
+#include "base/error.h"
+#include "base/limits.h"
 
 namespace fisheval {
 namespace {

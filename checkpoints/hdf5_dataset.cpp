@@ -9,7 +9,7 @@
 #include <tuple>
 
 #include "checkpoints/dataset.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/hdf5_data_file.h"
 
 namespace fisheval {

@@ -9,8 +9,8 @@
 #include <filesystem>
 
 #include "checkpoints/dataset.h"
-#include "checkpoints/error.h"
-#include "checkpoints/limits.h"
+#include "base/error.h"
+#include "base/limits.h"
 
 namespace fs = std::filesystem;
 

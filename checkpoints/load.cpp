@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "checkpoints/archive_check.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/native_model.h"
 
 namespace fisheval {

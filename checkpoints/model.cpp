@@ -5,7 +5,7 @@
 #include <fnmatch.h>
 #include <torch/torch.h>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fisheval {
 namespace {

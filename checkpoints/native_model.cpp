@@ -16,7 +16,7 @@
 #include <iterator>
 
 #include "checkpoints/archive_check.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/models/builtin.h"
 
 namespace fisheval {

@@ -8,7 +8,7 @@
 #include <set>
 #include <sstream>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fs = std::filesystem;
 

@@ -33,7 +33,7 @@
 
 #include "base/text.h"
 #include "checkpoints/archive_check.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/export_manifest.h"
 #include "checkpoints/load.h"
 

@@ -9,7 +9,7 @@
 #include <functional>
 
 #include "checkpoints/dataset.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "eval/sweep.h"
 #include "eval/unit.h"
 #include "mvp/linearisation.h"

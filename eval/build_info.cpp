@@ -13,7 +13,7 @@
 
 #include <cstdlib>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fisheval {
 namespace {

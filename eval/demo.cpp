@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "base/text.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/load.h"
 #include "eval/progress.h"
 #include "eval/summary.h"

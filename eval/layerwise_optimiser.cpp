@@ -23,7 +23,7 @@
 
 #include <cmath>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "eval/optimisers.h"
 #include "eval/sweep.h"
 #include "mvp/linearisation.h"

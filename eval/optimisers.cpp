@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "eval/sweep.h"
 #include "mvp/linearisation.h"
 #include "mvp/loss.h"

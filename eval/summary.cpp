@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fisheval {
 

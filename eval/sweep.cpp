@@ -7,7 +7,7 @@
 #include <chrono>
 #include <cmath>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/load.h"
 #include "eval/build_info.h"
 #include "eval/indicator.h"

@@ -8,7 +8,7 @@
 #include <limits>
 
 #include "base/numeric.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/model.h"
 #include "mvp/linearisation.h"
 #include "mvp/loss.h"

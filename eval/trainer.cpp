@@ -10,7 +10,7 @@
 #include <set>
 
 #include "base/numeric.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "eval/progress.h"
 #include "eval/sweep.h"
 #include "solvers/layer_statistics.h"

@@ -9,7 +9,7 @@
 
 #include "base/numeric.h"
 #include "base/text.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/load.h"
 #include "eval/indicator.h"
 #include "mvp/loss.h"

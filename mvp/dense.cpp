@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fisheval::mvp {
 

@@ -9,7 +9,7 @@
 #include <map>
 
 #include "base/text.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "mvp/taps.h"
 
 namespace fisheval::mvp {

@@ -5,7 +5,7 @@
 #include <fmt/ranges.h>
 #include <torch/torch.h>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fisheval::mvp {
 namespace {

@@ -10,8 +10,8 @@
 
 #include <limits>
 
-#include "checkpoints/error.h"
-#include "checkpoints/limits.h"
+#include "base/error.h"
+#include "base/limits.h"
 
 namespace fisheval::h5 {
 namespace {
@@ -40,7 +40,7 @@ H5::CompType checkpoint_type() {
 
 // Length of a 1-d dataset; anything else is refused (a string list or the checkpoint axis).
 // The length of a 1-d dataset whose entries are read into element_size bytes each: at most
-// 2²⁴ entries and the load limit in bytes (checkpoints/limits.h), checked before allocating.
+// 2²⁴ entries and the load limit in bytes (base/limits.h), checked before allocating.
 hsize_t vector_length(const H5::H5File& file, const std::string& name, const H5::DataSpace& space,
                       size_t element_size) {
   if (space.getSimpleExtentNdims() != 1) {

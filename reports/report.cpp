@@ -10,7 +10,7 @@
 #include <numeric>
 #include <sstream>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fs = std::filesystem;
 

@@ -20,7 +20,7 @@
 
 #include "base/numeric.h"
 #include "checkpoints/crash_guard.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fs = std::filesystem;
 

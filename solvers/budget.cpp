@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fisheval::solvers {
 

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "solvers/batch_state.h"
 
 namespace fisheval::solvers {

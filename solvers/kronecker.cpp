@@ -4,7 +4,7 @@
 #include <fmt/ranges.h>
 #include <torch/torch.h>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fisheval::solvers::kron {
 namespace {

@@ -9,7 +9,7 @@
 #include <map>
 #include <optional>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "solvers/batch_state.h"
 #include "solvers/kronecker.h"
 

@@ -5,7 +5,7 @@
 
 #include <functional>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "solvers/methods/families.h"
 #include "solvers/update_method.h"
 

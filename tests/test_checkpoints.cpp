@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "checkpoints/dataset.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/load.h"
 #include "checkpoints/series.h"
 #include "reports/h5.h"

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "checkpoints/crash_guard.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 // Helpers in a namespace of this file's own: unity builds compile several test files in one unit.
 namespace fisheval::crash_guard_test {

@@ -20,7 +20,7 @@
 
 #include "checkpoints/crash_guard.h"
 #include "checkpoints/dataset.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/load.h"
 #include "checkpoints/model.h"
 #include "checkpoints/series.h"

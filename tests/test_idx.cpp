@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "checkpoints/dataset.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fs = std::filesystem;
 

@@ -12,7 +12,7 @@
 
 #include <map>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "kronecker_support.h"
 #include "solvers/kronecker.h"
 

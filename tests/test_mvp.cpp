@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "mvp/dense.h"
 #include "mvp/fisher.h"
 #include "mvp/linearisation.h"

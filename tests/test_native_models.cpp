@@ -10,7 +10,7 @@
 #include <fstream>
 #include <unistd.h>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/load.h"
 #include "checkpoints/native_model.h"
 #include "mvp/linearisation.h"

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/load.h"
 #include "checkpoints/model.h"
 #include "checkpoints/native_model.h"

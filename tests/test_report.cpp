@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "reports/report.h"
 
 namespace fisheval::test {

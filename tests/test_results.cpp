@@ -6,7 +6,7 @@
 #include <cmath>
 #include <filesystem>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "reports/results.h"
 
 namespace fs = std::filesystem;

@@ -9,7 +9,7 @@
 
 #include <map>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "kronecker_support.h"
 #include "solvers/kronecker.h"
 #include "solvers/local_sampling.h"

@@ -12,7 +12,7 @@
 #include <sstream>
 #include <unistd.h>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/load.h"
 #include "checkpoints/native_model.h"
 #include "eval/optimisers.h"

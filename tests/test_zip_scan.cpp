@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/load.h"
 #include "checkpoints/native_model.h"
 #include "checkpoints/zip_scan.h"

@@ -12,7 +12,7 @@
 
 #include <cmath>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/models/builtin.h"
 
 namespace fisheval {

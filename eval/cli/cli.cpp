@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "checkpoints/crash_guard.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fisheval::cli {
 namespace {

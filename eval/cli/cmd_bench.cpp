@@ -8,7 +8,7 @@
 
 #include <unistd.h>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "checkpoints/native_model.h"
 #include "eval/bench.h"
 #include "eval/cli/cli.h"

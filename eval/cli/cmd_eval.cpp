@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <iostream>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "eval/cli/cli.h"
 #include "eval/progress.h"
 #include "eval/sweep.h"

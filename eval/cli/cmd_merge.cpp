@@ -5,7 +5,7 @@
 
 #include <iostream>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "eval/cli/cli.h"
 #include "reports/results.h"
 

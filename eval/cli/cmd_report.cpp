@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <iostream>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "eval/cli/cli.h"
 #include "eval/cli/plot_script.h"
 #include "eval/toy.h"

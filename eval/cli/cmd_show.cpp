@@ -3,7 +3,7 @@
 // (eval/summary.h).
 #include <iostream>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "eval/cli/cli.h"
 #include "eval/summary.h"
 #include "reports/results.h"

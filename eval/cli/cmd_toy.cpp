@@ -9,7 +9,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "eval/cli/cli.h"
 #include "eval/cli/plot_script.h"
 #include "eval/toy.h"

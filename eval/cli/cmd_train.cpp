@@ -6,7 +6,7 @@
 
 #include <iostream>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "eval/cli/cli.h"
 #include "eval/cli/train_options.h"
 #include "eval/progress.h"

@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <iostream>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "eval/build_info.h"
 #include "eval/cli/cli.h"
 

@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <iostream>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 extern char** environ;
 

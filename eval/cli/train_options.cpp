@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fisheval::cli {
 

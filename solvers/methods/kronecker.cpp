@@ -24,7 +24,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "solvers/kronecker.h"
 #include "solvers/methods/families.h"
 

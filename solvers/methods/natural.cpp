@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "mvp/dense.h"
 #include "solvers/methods/families.h"
 

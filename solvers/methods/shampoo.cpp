@@ -36,7 +36,7 @@
 
 #include <cmath>
 
-#include "checkpoints/error.h"
+#include "base/error.h"
 #include "solvers/kronecker.h"
 #include "solvers/local_sampling.h"
 #include "solvers/methods/families.h"

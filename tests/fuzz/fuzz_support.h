@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "checkpoints/crash_guard.h"
-#include "checkpoints/error.h"
+#include "base/error.h"
 
 namespace fisheval::fuzz::detail {
 

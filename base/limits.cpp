@@ -1,4 +1,4 @@
-#include "checkpoints/limits.h"
+#include "base/limits.h"
 
 #include <unistd.h>
 

@@ -1,0 +1,33 @@
+// The exception types of fisheval. They live in the lowest folder (base/) so that every
+// layer above can throw them; the command line turns them into a clear message and a
+// non-zero exit status, and the sweep decides per type what becomes a NaN cell:
+//   InputError      bad input from the user (files, shapes, flags, a method that does not
+//                   apply to a checkpoint): the cells stay NaN with the reason recorded;
+//   NumericalError  a numerical failure of one computation (a factorisation that did not
+//                   converge, a singular system refused): its cells are recorded as NaN;
+//   anything else   a programming error (a shape mismatch, a broken invariant): it stops
+//                   the run with the message; results already written stay on disk.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace fisheval {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+// Bad input from the user (files, shapes, flags): exit status 2 at the command line.
+class InputError : public Error {
+ public:
+  explicit InputError(const std::string& what) : Error(what) {}
+};
+
+// A numerical failure of one computation (recorded as NaN by the sweep).
+class NumericalError : public Error {
+ public:
+  explicit NumericalError(const std::string& what) : Error(what) {}
+};
+
+}  // namespace fisheval
