@@ -53,6 +53,27 @@ std::unique_ptr<UpdateMethod> make_method(const std::string& name, const MethodO
   throw InputError(fmt::format("unknown method '{}' (available: {})", name, fmt::join(names, ", ")));
 }
 
+const MethodInfo& method_info(const std::string& name) {
+  for (const auto& e : registry()) {
+    if (e.info.name == name) return e.info;
+  }
+  std::vector<std::string> names;
+  for (const auto& e : registry()) names.push_back(e.info.name);
+  throw InputError(fmt::format("unknown method '{}' (available: {})", name, fmt::join(names, ", ")));
+}
+
+std::vector<std::string> need_names(unsigned needs) {
+  static const std::pair<Need, const char*> table[] = {
+      {kNeedsGradient, "gradient"},           {kNeedsPerSampleGradients, "per-sample-gradients"},
+      {kNeedsSampledGradients, "sampled-gradients"}, {kNeedsFisherProducts, "fisher-products"},
+      {kNeedsDenseFisher, "dense-fisher"},     {kNeedsLayerTaps, "layer-taps"}};
+  std::vector<std::string> out;
+  for (const auto& [flag, text] : table) {
+    if (needs & flag) out.emplace_back(text);
+  }
+  return out;
+}
+
 std::vector<MethodInfo> list_methods() {
   std::vector<MethodInfo> out;
   for (const auto& e : registry()) out.push_back(e.info);
