@@ -62,18 +62,6 @@ const MethodInfo& method_info(const std::string& name) {
   throw InputError(fmt::format("unknown method '{}' (available: {})", name, fmt::join(names, ", ")));
 }
 
-std::vector<std::string> need_names(unsigned needs) {
-  static const std::pair<Need, const char*> table[] = {
-      {kNeedsGradient, "gradient"},           {kNeedsPerSampleGradients, "per-sample-gradients"},
-      {kNeedsSampledGradients, "sampled-gradients"}, {kNeedsFisherProducts, "fisher-products"},
-      {kNeedsDenseFisher, "dense-fisher"},     {kNeedsLayerTaps, "layer-taps"}};
-  std::vector<std::string> out;
-  for (const auto& [flag, text] : table) {
-    if (needs & flag) out.emplace_back(text);
-  }
-  return out;
-}
-
 std::vector<MethodInfo> list_methods() {
   std::vector<MethodInfo> out;
   for (const auto& e : registry()) out.push_back(e.info);
