@@ -2,8 +2,8 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -16,8 +16,6 @@
 #include "eval/summary.h"
 #include "eval/sweep.h"
 #include "eval/trainer.h"
-#include "mvp/linearisation.h"
-#include "mvp/loss.h"
 #include "reports/results.h"
 #include "solvers/damping.h"
 
@@ -26,39 +24,29 @@ namespace fs = std::filesystem;
 namespace fisheval {
 namespace {
 
-// The methods of solvers::list_methods() that run on the first checkpoint: each is tried
-// on the sweep's first batch at the largest damping; one that throws or returns a
-// non-finite direction is left out with its reason. ng-dense is left out when P is
-// above its limit.
+// The registered methods that apply to the first checkpoint, decided up front from what
+// each needs (its registry entry): the dense Fisher only up to --dense-max-params, layer
+// taps only on a model whose selected parameters have tapped layers. The rest are left out
+// with their reason.
 std::vector<std::string> usable_methods(const SweepOptions& s, std::vector<std::string>& skipped) {
   auto model = load_model(s.checkpoints.front().path);
-  model->to(torch::kCPU, torch::kDouble);
   const auto params = select_parameters(*model, s.params);
-  set_trainable(*model, params);
   const int64_t P = count_parameters(*model, params);
-  const auto data = open_dataset(s.data);
-  const auto plan = plan_batches(data->size(), s.batch_size, 1, s.sampling, s.seed);
-  const auto batch = data->get(plan.front());
-  const auto inputs = batch.inputs.to(torch::kCPU, torch::kDouble);
-  const auto loss = mvp::make_loss(mvp::resolve_loss_name(s.loss, model->loss_hint(), batch.targets));
+  bool tapped = false;  // a selected parameter belongs to a tapped layer
+  for (const auto& layer : model->layers()) {
+    for (const auto& owned : {layer.weight, layer.bias}) {
+      tapped = tapped || (!owned.empty() && std::find(params.begin(), params.end(), owned) != params.end());
+    }
+  }
   std::vector<std::string> usable;
   for (const auto& info : solvers::list_methods()) {
-    if (info.name == "ng-dense" && P > s.method_options.dense_max_params) {
-      skipped.push_back(fmt::format("ng-dense: P = {} is above its limit of {} parameters", P,
-                                    s.method_options.dense_max_params));
-      continue;
-    }
-    try {
-      mvp::Linearisation lin(*model, params, inputs, s.engines);
-      solvers::BatchState state(lin, *loss, batch.targets, {s.mc_samples, batch_seed(s.seed, 0), s.dedup_cosine});
-      const double lambda = s.dampings.back() * solvers::damping_scale(s.damping_mode, s.damping_reference, state);
-      const auto dir = solvers::make_method(info.name, s.method_options)->direction(state, lambda);
-      if (!dir.d.defined() || dir.d.numel() != P || !torch::isfinite(dir.d).all().item<bool>()) {
-        throw Error("its direction is not a finite vector of the parameters' size");
-      }
+    if ((info.needs & kNeedsDenseFisher) && P > s.method_options.dense_max_params) {
+      skipped.push_back(fmt::format("{}: P = {} is above its limit of {} parameters for the dense Fisher", info.name,
+                                    P, s.method_options.dense_max_params));
+    } else if ((info.needs & kNeedsLayerTaps) && !tapped) {
+      skipped.push_back(fmt::format("{}: the model has no tapped layer among the selected parameters", info.name));
+    } else {
       usable.push_back(info.name);
-    } catch (const std::exception& e) {
-      skipped.push_back(fmt::format("{}: {}", info.name, first_line(e.what())));
     }
   }
   return usable;

@@ -1,66 +1,80 @@
-// The registry of update methods by name. Adding a method family: one file under
-// solvers/methods/, its factory in families.h, one line here.
+// The registry of update methods by name: the built-in entries of method_list.h (each
+// defined in its method's file), plus any registered at run time. λ is checked here for
+// every method, before its solve runs.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <functional>
-
 #include "base/error.h"
-#include "solvers/methods/families.h"
 #include "solvers/update_method.h"
 
 namespace fisheval::solvers {
+
+#define FISHEVAL_METHOD(entry) MethodEntry entry();
+#include "solvers/methods/method_list.h"
+#undef FISHEVAL_METHOD
+
 namespace {
 
-struct Entry {
-  MethodInfo info;
-  std::function<std::unique_ptr<UpdateMethod>(const MethodOptions&)> make;
-};
-
-const std::vector<Entry>& registry() {
-  static const std::vector<Entry> entries = {
-      {{"sgd", "the gradient g (undamped reference)"}, make_sgd},
-      {{"ef", "empirical Fisher: Jᵀ(C + λI)⁻¹1 = (JᵀJ + λI)⁻¹g"}, make_ef},
-      {{"ief", "improved EF (the paper's Eq. 8): Jᵀ(C + λI)⁻¹s"}, make_ief},
-      {{"ief-param", "iEF damped in parameter space: (Jᵀdiag(s)⁻¹J + λI)⁻¹g"}, make_ief_param},
-      {{"sf", "sampled Fisher: (ĴᵀĴ/K + λI)⁻¹g, K sampled labels per datum"}, make_sf},
-      {{"ng-cg", "natural gradient (F + λI)⁻¹g by linear CG on Fisher-vector products"}, make_ng_cg},
-      {{"ng-dense", "natural gradient (F + λI)⁺g from the dense Fisher (small P only)"}, make_ng_dense},
-      {{"kfac", "K-FAC: per-layer A ⊗ B, B from sampled-label output gradients"}, make_kfac},
-      {{"kfac-exact", "K-FAC with B the exact expectation over labels (type-II, KFLR)"}, make_kfac_exact},
-      {{"ekfac", "empirical K-FAC: B from true-label output gradients"}, make_ekfac},
-      {{"iekfac", "improved empirical K-FAC: true-label output gradients weighted by 1/s_n"}, make_iekfac},
-      {{"kfe", "eigenvalue-corrected K-FAC (George et al.): K-FAC's eigenbasis, re-estimated eigenvalues"}, make_kfe},
-      {{"shampoo", "Shampoo: L^{-1/4} G R^{-1/4} from true-label per-sample gradients"}, make_shampoo},
-      {{"fim-shampoo", "Shampoo with sampled-label statistics and exponent -1/2"}, make_fim_shampoo},
-      {{"fishy", "Fishy: fim-shampoo with labels sampled locally at every layer"}, make_fishy},
-      {{"fishy-classifier",
-        "Fishy sampling only in --local-layers (default: the final fully connected layers); the layers below "
-        "inherit those draws, backpropagated"},
-       make_fishy_classifier},
+std::vector<MethodEntry>& registry() {
+  static std::vector<MethodEntry> entries = {
+#define FISHEVAL_METHOD(entry) entry(),
+#include "solvers/methods/method_list.h"
+#undef FISHEVAL_METHOD
   };
   return entries;
 }
 
+const MethodEntry& entry_of(const std::string& name) {
+  for (const auto& e : registry()) {
+    if (e.info.name == name) return e;
+  }
+  std::vector<std::string> names;
+  for (const auto& e : registry()) names.push_back(e.info.name);
+  throw InputError(fmt::format("unknown method '{}' (available: {})", name, fmt::join(names, ", ")));
+}
+
+// λ ≥ 0 (NaN refused; +∞ allowed: the limit is the gradient direction scaled to 0).
+void check_damping(const std::string& method, double damping) {
+  if (!(damping >= 0)) throw InputError(fmt::format("{}: the damping λ must be ≥ 0, got {}", method, damping));
+}
+
 }  // namespace
 
-std::unique_ptr<UpdateMethod> make_method(const std::string& name, const MethodOptions& options) {
-  for (const auto& e : registry()) {
-    if (e.info.name == name) return e.make(options);
-  }
-  std::vector<std::string> names;
-  for (const auto& e : registry()) names.push_back(e.info.name);
-  throw InputError(fmt::format("unknown method '{}' (available: {})", name, fmt::join(names, ", ")));
+Direction UpdateMethod::direction(BatchState& state, double damping) {
+  check_damping(name(), damping);
+  return formed(state, solve(state, damping));
 }
 
-const MethodInfo& method_info(const std::string& name) {
-  for (const auto& e : registry()) {
-    if (e.info.name == name) return e.info;
-  }
-  std::vector<std::string> names;
-  for (const auto& e : registry()) names.push_back(e.info.name);
-  throw InputError(fmt::format("unknown method '{}' (available: {})", name, fmt::join(names, ", ")));
+Direction UpdateMethod::formed(BatchState& state, Direction dir) { return state.materialised(std::move(dir)); }
+
+Direction UpdateMethod::weights_only(BatchState& state, double damping) {
+  check_damping(name(), damping);
+  return solve(state, damping);
 }
+
+std::vector<Direction> UpdateMethod::directions(BatchState& state, const std::vector<double>& dampings) {
+  for (const double d : dampings) check_damping(name(), d);
+  return solve_all(state, dampings);
+}
+
+std::vector<Direction> UpdateMethod::solve_all(BatchState& state, const std::vector<double>& dampings) {
+  std::vector<Direction> out;
+  for (const double d : dampings) out.push_back(solve(state, d));
+  return out;
+}
+
+void register_method(MethodEntry entry) {
+  for (const auto& e : registry()) {
+    if (e.info.name == entry.info.name) throw InputError(fmt::format("method '{}' is registered already", e.info.name));
+  }
+  registry().push_back(std::move(entry));
+}
+
+std::unique_ptr<UpdateMethod> make_method(const std::string& name, const MethodOptions& options) {
+  return entry_of(name).make(options);
+}
+
+const MethodInfo& method_info(const std::string& name) { return entry_of(name).info; }
 
 std::vector<MethodInfo> list_methods() {
   std::vector<MethodInfo> out;

@@ -5,6 +5,7 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -36,24 +37,44 @@ class UpdateMethod {
  public:
   virtual ~UpdateMethod() = default;
   virtual std::string name() const = 0;
-  virtual unsigned needs() const = 0;
   // False for methods the damping axis does not apply to (sgd): one direction for all λ.
   virtual bool damped() const { return true; }
-  // The direction for effective damping λ ≥ 0.
-  virtual Direction direction(BatchState& state, double damping) = 0;
+  // Methods that solve every damping value at once (ng-cg: one Krylov sequence for all
+  // shifts) say so; directions() then makes one call for all of them.
+  virtual bool solves_dampings_together() const { return false; }
+
+  // The direction for effective damping λ ≥ 0, with d formed. λ is checked here, once for
+  // every method (InputError for a negative or NaN λ), before the method's solve runs.
+  Direction direction(BatchState& state, double damping);
   // What the indicator needs: a method may return its direction in a cheaper form
   // (sample-space weights, or layer blocks in a basis; see direction.h) and leave d
-  // undefined; the default is direction().
-  virtual Direction weights_only(BatchState& state, double damping) { return direction(state, damping); }
-  // Methods that solve every damping value at once (ng-cg: one Krylov sequence for all
-  // shifts) say so and return one direction per damping, in order.
-  virtual bool solves_dampings_together() const { return false; }
-  virtual std::vector<Direction> directions(BatchState& state, const std::vector<double>& dampings) {
-    std::vector<Direction> out;
-    for (double d : dampings) out.push_back(weights_only(state, d));
-    return out;
-  }
+  // undefined.
+  Direction weights_only(BatchState& state, double damping);
+  // One direction per damping, in order (in the weights_only form).
+  std::vector<Direction> directions(BatchState& state, const std::vector<double>& dampings);
+
+ protected:
+  // What a method implements, for a λ already checked: solve() gives the direction in any
+  // form (the public direction() forms d from it); solve_all() defaults to one solve() per
+  // damping.
+  virtual Direction solve(BatchState& state, double damping) = 0;
+  virtual std::vector<Direction> solve_all(BatchState& state, const std::vector<double>& dampings);
+  // d formed from solve()'s form (default: BatchState::materialised; a method that has a
+  // cheaper or exact way, such as sgd's d = g, says so).
+  virtual Direction formed(BatchState& state, Direction dir);
 };
+
+// A registry entry: the method's data and its factory. Each file under solvers/methods/
+// defines one function per method returning its entry; solvers/methods/method_list.h lists
+// them, one line each.
+struct MethodEntry {
+  MethodInfo info;
+  std::function<std::unique_ptr<UpdateMethod>(const MethodOptions&)> make;
+};
+
+// Adds a method to the registry at run time (an extension, or a test's own method); the
+// built-in ones come from method_list.h. InputError when the name is taken.
+void register_method(MethodEntry entry);
 
 std::unique_ptr<UpdateMethod> make_method(const std::string& name, const MethodOptions& options);
 std::vector<MethodInfo> list_methods();

@@ -7,7 +7,7 @@
 // shared by all three and all dampings.
 #include <torch/torch.h>
 
-#include "solvers/methods/families.h"
+#include "solvers/update_method.h"
 
 namespace fisheval::solvers {
 namespace {
@@ -20,15 +20,14 @@ class GramMethod final : public UpdateMethod {
       : name_(std::move(name)), target_(target), weighted_(weighted_damping), policy_(options.singular) {}
 
   std::string name() const override { return name_; }
-  unsigned needs() const override { return kNeedsGradient | kNeedsPerSampleGradients; }
 
-  Direction direction(BatchState& state, double damping) override {
-    auto out = weights_only(state, damping);
-    out.d = state.jt_times(out.true_weights);
-    return out;
+ protected:
+  Direction formed(BatchState& state, Direction dir) override {
+    dir.d = state.jt_times(dir.true_weights);
+    return dir;
   }
 
-  Direction weights_only(BatchState& state, double damping) override {
+  Direction solve(BatchState& state, double damping) override {
     const auto& kept = state.kept();
     const auto C = state.gram().index_select(0, kept).index_select(1, kept);
     const auto s = state.logit_grad_norm_sq().index_select(0, kept);
@@ -52,14 +51,23 @@ class GramMethod final : public UpdateMethod {
 
 }  // namespace
 
-std::unique_ptr<UpdateMethod> make_ef(const MethodOptions& o) {
-  return std::make_unique<GramMethod>("ef", Target::kOnes, false, o);
+MethodEntry ef_entry() {
+  return {{.name = "ef", .summary = "empirical Fisher: Jᵀ(C + λI)⁻¹1 = (JᵀJ + λI)⁻¹g", .label = "EF",
+           .colour = "#d62728", .marker = "v", .needs = kNeedsGradient | kNeedsPerSampleGradients},
+          [](const MethodOptions& o) { return std::make_unique<GramMethod>("ef", Target::kOnes, false, o); }};
 }
-std::unique_ptr<UpdateMethod> make_ief(const MethodOptions& o) {
-  return std::make_unique<GramMethod>("ief", Target::kLogitGradNorms, false, o);
+MethodEntry ief_entry() {
+  return {{.name = "ief", .summary = "improved EF (the paper's Eq. 8): Jᵀ(C + λI)⁻¹s", .label = "iEF",
+           .colour = "#1f77b4", .marker = "o", .needs = kNeedsGradient | kNeedsPerSampleGradients},
+          [](const MethodOptions& o) { return std::make_unique<GramMethod>("ief", Target::kLogitGradNorms, false, o); }};
 }
-std::unique_ptr<UpdateMethod> make_ief_param(const MethodOptions& o) {
-  return std::make_unique<GramMethod>("ief-param", Target::kLogitGradNorms, true, o);
+MethodEntry ief_param_entry() {
+  return {{.name = "ief-param", .summary = "iEF damped in parameter space: (Jᵀdiag(s)⁻¹J + λI)⁻¹g",
+           .label = "iEF (param. damping)", .colour = "#6baed6", .linestyle = "--", .marker = "D",
+           .needs = kNeedsGradient | kNeedsPerSampleGradients},
+          [](const MethodOptions& o) {
+            return std::make_unique<GramMethod>("ief-param", Target::kLogitGradNorms, true, o);
+          }};
 }
 
 }  // namespace fisheval::solvers

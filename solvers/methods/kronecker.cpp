@@ -26,7 +26,7 @@
 
 #include "base/error.h"
 #include "solvers/kronecker.h"
-#include "solvers/methods/families.h"
+#include "solvers/methods/layer_blocks.h"
 
 namespace fisheval::solvers {
 namespace {
@@ -77,111 +77,104 @@ const std::vector<at::Tensor>& kfe_eigenvalues(BatchState& state, bool reduce, F
   });
 }
 
-class KroneckerMethod final : public UpdateMethod {
+class KroneckerMethod final : public LayerBlockMethod {
  public:
   KroneckerMethod(std::string name, Statistic statistic, bool eigen_corrected, const MethodOptions& options)
-      : name_(std::move(name)),
+      // KFE with KFAC-reduce: the per-sample matrices Ĝ_sn = Σ_t b_snt ā_ntᵀ leave the span of
+      // the token sums and means that A and B see, so E is not 0 outside thin bases.
+      : LayerBlockMethod(std::move(name), options,
+                         eigen_corrected && options.kfac_reduce ? Factorisation::kFull : options.factorisation),
         statistic_(statistic),
         kfe_(eigen_corrected),
-        reduce_(options.kfac_reduce),
-        // KFE with KFAC-reduce: the per-sample matrices Ĝ_sn = Σ_t b_snt ā_ntᵀ leave the span of
-        // the token sums and means that A and B see, so E is not 0 outside thin bases.
-        factorisation_(eigen_corrected && options.kfac_reduce ? Factorisation::kFull : options.factorisation),
-        policy_(options.singular),
-        budget_(options.budget) {}
+        reduce_(options.kfac_reduce) {}
 
-  std::string name() const override { return name_; }
-  unsigned needs() const override {
-    return kNeedsGradient | kNeedsLayerTaps | (statistic_ == Statistic::kSampled ? kNeedsSampledGradients : 0u);
+ protected:
+  kron::Statistic budget_statistic() const override { return statistic_; }
+  std::string memo_tag() const override {
+    return fmt::format("{}/{}/{}", name_, reduce_, factorisation_name(factorisation_));
   }
 
-  Direction direction(BatchState& state, double damping) override {
-    return state.materialised(weights_only(state, damping));
+  // B (output side) and A (input side) of each block; KFE: its eigenvalues E.
+  Factors factors(BatchState& state) override {
+    Factors f;
+    f.in = &kron::input_factors(state, reduce_, factorisation_, name_);
+    f.out = &output_factors(state, statistic_, reduce_, factorisation_, name_);
+    if (kfe_) f.values = &kfe_eigenvalues(state, reduce_, factorisation_, name_);
+    return f;
   }
 
-  // Each block in its Kronecker eigenbasis, d_block = U_B X U_Aᵀ with
-  // X = (U_Bᵀ G U_A) / (D + λ): no back-rotation is needed to score it.
-  Direction weights_only(BatchState& state, double damping) override {
-    const auto& plan = kron::plan(state, name_);
-    kron::check_budget(state, plan, statistic_, budget_, name_);
-    const auto& layout = state.lin().layout();
-    const auto& A = kron::input_factors(state, reduce_, factorisation_, name_);
-    const auto& B = output_factors(state, statistic_, reduce_, factorisation_, name_);
-    const auto* E = kfe_ ? &kfe_eigenvalues(state, reduce_, factorisation_, name_) : nullptr;
-    const auto& g = state.grad();
-    const auto& g64 = kron::grad64(state);
-    bool dropped = false;
-    // U_Bᵀ G U_A per block, once for every damping (thin bases: from G's split).
-    const auto& rotated = state.memo<std::vector<at::Tensor>>(
-        fmt::format("{}/{}/{}/rotated", name_, reduce_, factorisation_name(factorisation_)), [&] {
-      std::vector<at::Tensor> out;
-      for (size_t i = 0; i < plan.blocks.size(); ++i) out.push_back(kron::rotated_gradient(state, plan.blocks[i], B[i], A[i]));
-      return out;
-    });
-    Direction out;
-    for (size_t i = 0; i < plan.blocks.size(); ++i) {
-      const auto& blk = plan.blocks[i];
-      const auto D = kfe_ ? (*E)[i] : torch::outer(B[i].values, A[i].values);
-      auto [X, lost] = kron::eigenbasis_scale(D, rotated[i], damping);
-      BasisBlock block{blk.layer, blk.weight, blk.bias, blk.rows, blk.cols, B[i].vectors, A[i].vectors, X, rotated[i]};
-      if (A[i].thin() || B[i].thin()) {
-        // Thin bases: outside span(U_B) ⊗ span(U_A) the block's curvature is exactly 0, so
-        // there d = G/λ — G's parts G_left, G_right, G_perp (direction.h) times c = 1/λ — and
-        // at λ = 0 the pseudo-inverse drops them.
-        const auto& split = kron::gradient_split(state, blk, B[i].vectors, A[i].vectors);
-        const double c = damping > 0 ? 1.0 / damping : 0.0;
-        lost = lost || damping == 0;
-        block.left_scale = torch::full({split->left.size(0)}, c, split->left.options());
-        block.right_scale = torch::full({split->right.size(1)}, c, split->right.options());
-        block.perp_coef = c;
-        block.split = split;
-      }
-      out.blocks.push_back(std::move(block));
-      dropped = dropped || lost;
+  // X = (U_Bᵀ G U_A) / (D + λ), D = σ_B σ_Aᵀ (KFE: E). Thin bases: outside span(U_B) ⊗ span(U_A)
+  // the block's curvature is exactly 0, so there d = G/λ — G's parts G_left, G_right, G_perp
+  // (direction.h) times c = 1/λ — and at λ = 0 the pseudo-inverse drops them.
+  BlockScale scale_block(const Factors& f, size_t i, const at::Tensor& rotated, double damping) const override {
+    const auto& B = (*f.out)[i];
+    const auto& A = (*f.in)[i];
+    const auto D = f.values ? (*f.values)[i] : torch::outer(B.values, A.values);
+    auto [X, lost] = kron::eigenbasis_scale(D, rotated, damping);
+    BlockScale s{X};
+    s.lost = lost;
+    if (A.thin() || B.thin()) {
+      const double c = damping > 0 ? 1.0 / damping : 0.0;
+      s.lost = s.lost || damping == 0;
+      s.left_scale = torch::full({B.vectors.size(1)}, c, B.vectors.options());
+      s.right_scale = torch::full({A.vectors.size(1)}, c, A.vectors.options());
+      s.perp_coef = c;
     }
-    if (plan.uncovered_size > 0) {
-      const auto& D = fallback_diagonal(state, statistic_, name_);
-      const auto [x, lost] = kron::diagonal_solve(D, kron::uncovered_of(g64, layout, plan), damping);
-      auto rest = torch::zeros_like(g64);
-      kron::put_uncovered(rest, x, layout, plan);
-      out.remainder = rest.to(g.scalar_type());
-      dropped = dropped || lost;
-    }
-    if (dropped && policy_ == SingularPolicy::kError) {
-      throw Error(fmt::format("{}: a curvature block is singular at damping {:g}; use a positive damping, or "
-                              "--singular pinv for the pseudo-inverse",
-                              name_, damping));
-    }
-    out.status = dropped ? SolveStatus::kPseudoInverse : SolveStatus::kExact;
-    return out;
+    return s;
+  }
+
+  // d_i = g_i / (D_i + λ) with the fallback diagonal D of the same statistic.
+  at::Tensor solve_uncovered(BatchState& state, const kron::BlockPlan& plan, const at::Tensor& g64, double damping,
+                             bool& lost) override {
+    const auto& D = fallback_diagonal(state, statistic_, name_);
+    auto [x, dropped] = kron::diagonal_solve(D, kron::uncovered_of(g64, state.lin().layout(), plan), damping);
+    lost = dropped;
+    return x;
+  }
+
+  std::string singular_message(double damping) const override {
+    return fmt::format("{}: a curvature block is singular at damping {:g}; use a positive damping, or "
+                       "--singular pinv for the pseudo-inverse",
+                       name_, damping);
   }
 
  private:
-  std::string name_;
   Statistic statistic_;
   bool kfe_;
   bool reduce_;
-  Factorisation factorisation_;
-  SingularPolicy policy_;
-  Budget budget_;
 };
+
+// The entries: the family's data and its factories.
+MethodEntry kronecker_entry(const char* name, const char* summary, const char* label, const char* colour,
+                            const char* linestyle, const char* marker, Statistic statistic, bool eigen_corrected) {
+  const unsigned needs = kNeedsGradient | kNeedsLayerTaps | (statistic == Statistic::kSampled ? kNeedsSampledGradients : 0u);
+  return {{.name = name, .summary = summary, .label = label, .colour = colour, .linestyle = linestyle,
+           .marker = marker, .needs = needs},
+          [=](const MethodOptions& o) { return std::make_unique<KroneckerMethod>(name, statistic, eigen_corrected, o); }};
+}
 
 }  // namespace
 
-std::unique_ptr<UpdateMethod> make_kfac(const MethodOptions& o) {
-  return std::make_unique<KroneckerMethod>("kfac", Statistic::kSampled, false, o);
+MethodEntry kfac_entry() {
+  return kronecker_entry("kfac", "K-FAC: per-layer A ⊗ B, B from sampled-label output gradients", "KFAC", "#ff7f0e",
+                         "-", "^", Statistic::kSampled, false);
 }
-std::unique_ptr<UpdateMethod> make_kfac_exact(const MethodOptions& o) {
-  return std::make_unique<KroneckerMethod>("kfac-exact", Statistic::kExact, false, o);
+MethodEntry kfac_exact_entry() {
+  return kronecker_entry("kfac-exact", "K-FAC with B the exact expectation over labels (type-II, KFLR)",
+                         "KFAC (exact B)", "#e6ab02", "--", "<", Statistic::kExact, false);
 }
-std::unique_ptr<UpdateMethod> make_ekfac(const MethodOptions& o) {
-  return std::make_unique<KroneckerMethod>("ekfac", Statistic::kTrue, false, o);
+MethodEntry ekfac_entry() {
+  return kronecker_entry("ekfac", "empirical K-FAC: B from true-label output gradients", "eKFAC", "#9467bd", "-", ">",
+                         Statistic::kTrue, false);
 }
-std::unique_ptr<UpdateMethod> make_iekfac(const MethodOptions& o) {
-  return std::make_unique<KroneckerMethod>("iekfac", Statistic::kTrueOverS, false, o);
+MethodEntry iekfac_entry() {
+  return kronecker_entry("iekfac", "improved empirical K-FAC: true-label output gradients weighted by 1/s_n",
+                         "ieKFAC", "#17becf", "-", "P", Statistic::kTrueOverS, false);
 }
-std::unique_ptr<UpdateMethod> make_kfe(const MethodOptions& o) {
-  return std::make_unique<KroneckerMethod>("kfe", Statistic::kSampled, true, o);
+MethodEntry kfe_entry() {
+  return kronecker_entry("kfe",
+                         "eigenvalue-corrected K-FAC (George et al.): K-FAC's eigenbasis, re-estimated eigenvalues",
+                         "KFE (EKFAC)", "#bcbd22", "-", "X", Statistic::kSampled, true);
 }
 
 }  // namespace fisheval::solvers

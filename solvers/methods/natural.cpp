@@ -10,7 +10,7 @@
 
 #include "base/error.h"
 #include "mvp/dense.h"
-#include "solvers/methods/families.h"
+#include "solvers/update_method.h"
 
 namespace fisheval::solvers {
 namespace {
@@ -19,14 +19,13 @@ class NgCg final : public UpdateMethod {
  public:
   explicit NgCg(const MethodOptions& options) : cg_(options.cg) {}
   std::string name() const override { return "ng-cg"; }
-  unsigned needs() const override { return kNeedsGradient | kNeedsFisherProducts; }
-
-  Direction direction(BatchState& state, double damping) override { return directions(state, {damping}).front(); }
-
   // Every damping from one Krylov sequence (multi-shift CG): one Fisher-vector product per
   // iteration for all of them, instead of one per damping and iteration.
   bool solves_dampings_together() const override { return true; }
-  std::vector<Direction> directions(BatchState& state, const std::vector<double>& dampings) override {
+
+ protected:
+  Direction solve(BatchState& state, double damping) override { return solve_all(state, {damping}).front(); }
+  std::vector<Direction> solve_all(BatchState& state, const std::vector<double>& dampings) override {
     auto& fisher = state.fisher();
     auto results = multi_shift_conjugate_gradient([&](const at::Tensor& v) { return fisher.mv(v); }, state.grad(),
                                                   dampings, cg_);
@@ -54,9 +53,9 @@ class NgDense final : public UpdateMethod {
  public:
   explicit NgDense(const MethodOptions& options) : max_params_(options.dense_max_params), budget_(options.budget) {}
   std::string name() const override { return "ng-dense"; }
-  unsigned needs() const override { return kNeedsGradient | kNeedsDenseFisher; }
 
-  Direction direction(BatchState& state, double damping) override {
+ protected:
+  Direction solve(BatchState& state, double damping) override {
     if (state.num_params() > max_params_) {
       throw InputError(fmt::format("ng-dense needs the dense {0}x{0} Fisher; P = {0} exceeds --dense-max-params {1} "
                                    "(use ng-cg)",
@@ -88,7 +87,18 @@ class NgDense final : public UpdateMethod {
 
 }  // namespace
 
-std::unique_ptr<UpdateMethod> make_ng_cg(const MethodOptions& o) { return std::make_unique<NgCg>(o); }
-std::unique_ptr<UpdateMethod> make_ng_dense(const MethodOptions& o) { return std::make_unique<NgDense>(o); }
+MethodEntry ng_cg_entry() {
+  // Drawn wide and pale: it often coincides with ng-dense, drawn on top.
+  return {{.name = "ng-cg", .summary = "natural gradient (F + λI)⁻¹g by linear CG on Fisher-vector products",
+           .label = "NG (CG)", .colour = "#000000", .linestyle = "--", .marker = "", .linewidth = 3.6, .alpha = 0.45,
+           .reference = true, .records_residuals = true, .needs = kNeedsGradient | kNeedsFisherProducts},
+          [](const MethodOptions& o) { return std::make_unique<NgCg>(o); }};
+}
+MethodEntry ng_dense_entry() {
+  return {{.name = "ng-dense", .summary = "natural gradient (F + λI)⁺g from the dense Fisher (small P only)",
+           .label = "NG (dense)", .colour = "#8c6d31", .linestyle = "--", .marker = "", .reference = true,
+           .needs = kNeedsGradient | kNeedsDenseFisher},
+          [](const MethodOptions& o) { return std::make_unique<NgDense>(o); }};
+}
 
 }  // namespace fisheval::solvers

@@ -8,7 +8,7 @@
 // (d = Jᵀx + Ĵᵀy, g = Jᵀ1), so that its indicator needs no pass through the network.
 #include <torch/torch.h>
 
-#include "solvers/methods/families.h"
+#include "solvers/update_method.h"
 
 namespace fisheval::solvers {
 namespace {
@@ -21,13 +21,9 @@ class Sf final : public UpdateMethod {
  public:
   explicit Sf(const MethodOptions& options) : policy_(options.singular) {}
   std::string name() const override { return "sf"; }
-  unsigned needs() const override { return kNeedsGradient | kNeedsSampledGradients; }
 
-  Direction direction(BatchState& state, double damping) override {
-    return state.materialised(weights_only(state, damping));
-  }
-
-  Direction weights_only(BatchState& state, double damping) override {
+ protected:
+  Direction solve(BatchState& state, double damping) override {
     const auto& kept = state.sampled_kept();
     const auto C = state.sampled_gram().index_select(0, kept).index_select(1, kept);
     const auto Jg = state.sampled_times_grad().index_select(0, kept);
@@ -70,6 +66,10 @@ class Sf final : public UpdateMethod {
 
 }  // namespace
 
-std::unique_ptr<UpdateMethod> make_sf(const MethodOptions& o) { return std::make_unique<Sf>(o); }
+MethodEntry sf_entry() {
+  return {{.name = "sf", .summary = "sampled Fisher: (ĴᵀĴ/K + λI)⁻¹g, K sampled labels per datum", .label = "SF",
+           .colour = "#2ca02c", .marker = "s", .needs = kNeedsGradient | kNeedsSampledGradients},
+          [](const MethodOptions& o) { return std::make_unique<Sf>(o); }};
+}
 
 }  // namespace fisheval::solvers

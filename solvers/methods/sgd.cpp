@@ -1,7 +1,7 @@
 // sgd: d = g. The reference every γ is compared with; the damping axis does not apply.
 #include <torch/torch.h>
 
-#include "solvers/methods/families.h"
+#include "solvers/update_method.h"
 
 namespace fisheval::solvers {
 namespace {
@@ -9,23 +9,27 @@ namespace {
 class Sgd final : public UpdateMethod {
  public:
   std::string name() const override { return "sgd"; }
-  unsigned needs() const override { return kNeedsGradient; }
   bool damped() const override { return false; }
-  Direction direction(BatchState& state, double damping) override {
-    auto out = weights_only(state, damping);
-    out.d = state.grad().clone();
-    return out;
-  }
+
+ protected:
   // g = Jᵀ1: the weights are all ones.
-  Direction weights_only(BatchState& state, double) override {
+  Direction solve(BatchState& state, double) override {
     Direction out;
     out.true_weights = torch::ones({state.num_samples()}, torch::kDouble);
     return out;
+  }
+  Direction formed(BatchState& state, Direction dir) override {
+    dir.d = state.grad().clone();
+    return dir;
   }
 };
 
 }  // namespace
 
-std::unique_ptr<UpdateMethod> make_sgd(const MethodOptions&) { return std::make_unique<Sgd>(); }
+MethodEntry sgd_entry() {
+  return {{.name = "sgd", .summary = "the gradient g (undamped reference)", .label = "SGD", .colour = "#4d4d4d",
+           .linestyle = ":", .marker = "", .needs = kNeedsGradient},
+          [](const MethodOptions&) { return std::make_unique<Sgd>(); }};
+}
 
 }  // namespace fisheval::solvers

@@ -39,7 +39,7 @@
 #include "base/error.h"
 #include "solvers/kronecker.h"
 #include "solvers/local_sampling.h"
-#include "solvers/methods/families.h"
+#include "solvers/methods/layer_blocks.h"
 
 namespace fisheval::solvers {
 namespace {
@@ -69,88 +69,60 @@ struct ShampooStatistics {
 using kron::inverse_power;
 using kron::top_value;
 
-class ShampooMethod final : public UpdateMethod {
+class ShampooMethod final : public LayerBlockMethod {
  public:
   ShampooMethod(std::string name, Source source, double power, const MethodOptions& options,
                 std::string local_fallback = "all")
-      : name_(std::move(name)),
+      : LayerBlockMethod(std::move(name), options, options.factorisation),
         source_(source),
         local_layers_(options.local_layers),
         local_fallback_(std::move(local_fallback)),
         power_(power),
-        epsilon_(options.shampoo_epsilon),
-        factorisation_(options.factorisation),
-        policy_(options.singular),
-        budget_(options.budget) {
-    if (!(epsilon_ >= 0)) throw InputError(fmt::format("--shampoo-epsilon must be ≥ 0, got {}", epsilon_));
+        epsilon_(options.shampoo_epsilon) {
+    if (!(epsilon_ >= 0)) throw InputError(fmt::format("the Shampoo ε must be ≥ 0, got {}", epsilon_));
     // Per-batch memos are keyed by what they depend on: the sampling layers too.
     memo_name_ = local_layers_.empty() ? name_ : fmt::format("{}[{}]", name_, fmt::join(local_layers_, ","));
   }
 
-  std::string name() const override { return name_; }
-  unsigned needs() const override {
-    return kNeedsGradient | kNeedsLayerTaps | (source_ != Source::kTrue ? kNeedsSampledGradients : 0u);
+ protected:
+  kron::Statistic budget_statistic() const override { return kron::Statistic::kTrue; }
+  std::string memo_tag() const override { return fmt::format("{}/{}", memo_name_, factorisation_name(factorisation_)); }
+
+  Factors factors(BatchState& state) override {
+    const auto& st = statistics_of(state);
+    return {&st.left, &st.right};
   }
 
-  Direction direction(BatchState& state, double damping) override {
-    return state.materialised(weights_only(state, damping));
-  }
-
-  // Each block in the factors' eigenbases: d_block = U_L X U_Rᵀ, X = σ_L^{-p} ∘ (U_Lᵀ G U_R) ∘ σ_R^{-p}ᵀ
-  // (and, with thin bases, the parts outside them).
-  Direction weights_only(BatchState& state, double damping) override {
-    if (!(damping >= 0)) throw Error(fmt::format("damping must be ≥ 0, got {}", damping));
-    const auto& plan = kron::plan(state, name_);
-    kron::check_budget(state, plan, kron::Statistic::kTrue, budget_, name_);
-    const auto& layout = state.lin().layout();
-    const auto& st = state.memo<ShampooStatistics>(
-        fmt::format("shampoo/{}/{}", source_ == Source::kLocal ? memo_name_ : source_name(source_),
-                    factorisation_name(factorisation_)),
-        [&] { return statistics(state); });
-    const auto& g = state.grad();
-    const auto& g64 = kron::grad64(state);
-    bool dropped = false;
-    Direction out;
-    // U_Lᵀ G U_R per block, once for every damping.
-    const auto& rotated = state.memo<std::vector<at::Tensor>>(
-        fmt::format("{}/{}/rotated", memo_name_, factorisation_name(factorisation_)), [&] {
-      std::vector<at::Tensor> out;
-      for (size_t i = 0; i < plan.blocks.size(); ++i) {
-        out.push_back(kron::rotated_gradient(state, plan.blocks[i], st.left[i], st.right[i]));
-      }
-      return out;
-    });
-    for (size_t i = 0; i < plan.blocks.size(); ++i) {
-      // L^{-p} G R^{-p} = U_L [σ_L^{-p} ∘ (U_Lᵀ G U_R) ∘ σ_R^{-p}ᵀ] U_Rᵀ
-      const auto& blk = plan.blocks[i];
-      const auto& L = st.left[i];
-      const auto& R = st.right[i];
-      const double shift_l = damping + epsilon_ * top_value(L.values);
-      const double shift_r = damping + epsilon_ * top_value(R.values);
-      const auto [li, lost_l] = inverse_power(L.values, shift_l, power_);
-      const auto [ri, lost_r] = inverse_power(R.values, shift_r, power_);
-      dropped = dropped || lost_l || lost_r;
-      if (!L.thin() && !R.thin()) {
-        out.blocks.push_back({blk.layer, blk.weight, blk.bias, blk.rows, blk.cols, L.vectors, R.vectors,
-                              rotated[i] * torch::outer(li, ri), rotated[i]});
-        continue;
-      }
-      // Thin bases: outside them S_L (S_R) is exactly 0, so there L^{-p} is a = shift_L^{-p}
-      // (R^{-p} is b = shift_R^{-p}), dropped when the shift is 0 (the pseudo-inverse). On G's
-      // parts (direction.h): d = U_L (σ_L^{-p} ∘ Ĝ ∘ σ_R^{-p}) U_Rᵀ + b·U_L (σ_L^{-p} ∘ G_left)
-      //                        + a·(G_right ∘ σ_R^{-p}) U_Rᵀ + ab·G_perp.
+  // L^{-p} G R^{-p} = U_L [σ_L^{-p} ∘ (U_Lᵀ G U_R) ∘ σ_R^{-p}ᵀ] U_Rᵀ with the shifts λ + ε σ_max.
+  // Thin bases: outside them S_L (S_R) is exactly 0, so there L^{-p} is a = shift_L^{-p}
+  // (R^{-p} is b = shift_R^{-p}), dropped when the shift is 0 (the pseudo-inverse). On G's
+  // parts (direction.h): d = U_L (σ_L^{-p} ∘ Ĝ ∘ σ_R^{-p}) U_Rᵀ + b·U_L (σ_L^{-p} ∘ G_left)
+  //                        + a·(G_right ∘ σ_R^{-p}) U_Rᵀ + ab·G_perp.
+  BlockScale scale_block(const Factors& f, size_t i, const at::Tensor& rotated, double damping) const override {
+    const auto& L = (*f.out)[i];
+    const auto& R = (*f.in)[i];
+    const double shift_l = damping + epsilon_ * top_value(L.values);
+    const double shift_r = damping + epsilon_ * top_value(R.values);
+    const auto [li, lost_l] = inverse_power(L.values, shift_l, power_);
+    const auto [ri, lost_r] = inverse_power(R.values, shift_r, power_);
+    BlockScale s{rotated * torch::outer(li, ri)};
+    s.lost = lost_l || lost_r;
+    if (L.thin() || R.thin()) {
       const double a = L.thin() && shift_l > 0 ? std::pow(shift_l, -power_) : 0.0;
       const double b = R.thin() && shift_r > 0 ? std::pow(shift_r, -power_) : 0.0;
-      dropped = dropped || (L.thin() && shift_l <= 0) || (R.thin() && shift_r <= 0);
-      const auto& split = kron::gradient_split(state, blk, L.vectors, R.vectors);
-      BasisBlock block{blk.layer, blk.weight, blk.bias, blk.rows, blk.cols, L.vectors, R.vectors,
-                       split->rotated * torch::outer(li, ri), split->rotated};
-      block.left_scale = b * li;
-      block.right_scale = a * ri;
-      block.perp_coef = a * b;
-      block.split = split;
-      out.blocks.push_back(std::move(block));
+      s.lost = s.lost || (L.thin() && shift_l <= 0) || (R.thin() && shift_r <= 0);
+      s.left_scale = b * li;
+      s.right_scale = a * ri;
+      s.perp_coef = a * b;
     }
+    return s;
+  }
+
+  // Each uncovered parameter on its own: the full matrix M or the diagonal D, to the power −2p.
+  at::Tensor solve_uncovered(BatchState& state, const kron::BlockPlan& plan, const at::Tensor& g64, double damping,
+                             bool& lost) override {
+    const auto& st = statistics_of(state);
+    const auto& layout = state.lin().layout();
     int64_t offset = 0;
     std::vector<at::Tensor> parts;
     const auto gu = kron::uncovered_of(g64, layout, plan);
@@ -160,31 +132,33 @@ class ShampooMethod final : public UpdateMethod {
       offset += m;
       if (st.full[j].values.defined()) {
         const auto& M = st.full[j];
-        const auto [inv, lost] = inverse_power(M.values, damping + epsilon_ * top_value(M.values), 2 * power_);
+        const auto [inv, dropped] = inverse_power(M.values, damping + epsilon_ * top_value(M.values), 2 * power_);
         parts.push_back(torch::mv(M.vectors, inv * torch::mv(M.vectors.t(), gv)));
-        dropped = dropped || lost;
+        lost = lost || dropped;
       } else {
         const auto& D = st.diagonal[j];
-        const auto [inv, lost] = inverse_power(D, damping + epsilon_ * top_value(D), 2 * power_);
+        const auto [inv, dropped] = inverse_power(D, damping + epsilon_ * top_value(D), 2 * power_);
         parts.push_back(inv * gv);
-        dropped = dropped || lost;
+        lost = lost || dropped;
       }
     }
-    if (!parts.empty()) {
-      auto rest = torch::zeros_like(g64);
-      kron::put_uncovered(rest, torch::cat(parts), layout, plan);
-      out.remainder = rest.to(g.scalar_type());
-    }
-    if (dropped && policy_ == SingularPolicy::kError) {
-      throw Error(fmt::format("{}: a preconditioner factor is zero at damping {:g} with ε = {:g}; use a positive "
-                              "damping or --shampoo-epsilon, or --singular pinv for the pseudo-inverse",
-                              name_, damping, epsilon_));
-    }
-    out.status = dropped ? SolveStatus::kPseudoInverse : SolveStatus::kExact;
-    return out;
+    return torch::cat(parts);
+  }
+
+  std::string singular_message(double damping) const override {
+    return fmt::format("{}: a preconditioner factor is zero at damping {:g} with ε = {:g}; use a positive "
+                       "damping or --shampoo-epsilon, or --singular pinv for the pseudo-inverse",
+                       name_, damping, epsilon_);
   }
 
  private:
+  const ShampooStatistics& statistics_of(BatchState& state) {
+    return state.memo<ShampooStatistics>(
+        fmt::format("shampoo/{}/{}", source_ == Source::kLocal ? memo_name_ : source_name(source_),
+                    factorisation_name(factorisation_)),
+        [&] { return statistics(state); });
+  }
+
   ShampooStatistics statistics(BatchState& state) {
     const auto& plan = kron::plan(state, name_);
     const Statistic statistic = source_ == Source::kTrue ? Statistic::kTrue : Statistic::kSampled;
@@ -233,33 +207,47 @@ class ShampooMethod final : public UpdateMethod {
     return st;
   }
 
-  std::string name_;
   Source source_;
   std::vector<std::string> local_layers_;  // fishy-classifier: the sampling layers (empty: its default)
   std::string local_fallback_;
   std::string memo_name_;
   double power_;
   double epsilon_;
-  Factorisation factorisation_;
-  SingularPolicy policy_;
-  Budget budget_;
 };
+
+MethodEntry shampoo_family_entry(const char* name, const char* summary, const char* label, const char* colour,
+                                 const char* linestyle, const char* marker, Source source, double power,
+                                 const char* local_fallback) {
+  const unsigned needs = kNeedsGradient | kNeedsLayerTaps | (source != Source::kTrue ? kNeedsSampledGradients : 0u);
+  return {{.name = name, .summary = summary, .label = label, .colour = colour, .linestyle = linestyle,
+           .marker = marker, .needs = needs},
+          [=](const MethodOptions& o) {
+            MethodOptions chosen = o;
+            // fishy: every layer samples (--local-layers is fishy-classifier's)
+            if (std::string(local_fallback) == "all") chosen.local_layers.clear();
+            return std::make_unique<ShampooMethod>(name, source, power, chosen, local_fallback);
+          }};
+}
 
 }  // namespace
 
-std::unique_ptr<UpdateMethod> make_shampoo(const MethodOptions& o) {
-  return std::make_unique<ShampooMethod>("shampoo", Source::kTrue, 0.25, o);
+MethodEntry shampoo_entry() {
+  return shampoo_family_entry("shampoo", "Shampoo: L^{-1/4} G R^{-1/4} from true-label per-sample gradients",
+                              "Shampoo", "#e377c2", "-", "h", Source::kTrue, 0.25, "all");
 }
-std::unique_ptr<UpdateMethod> make_fim_shampoo(const MethodOptions& o) {
-  return std::make_unique<ShampooMethod>("fim-shampoo", Source::kSampled, 0.5, o);
+MethodEntry fim_shampoo_entry() {
+  return shampoo_family_entry("fim-shampoo", "Shampoo with sampled-label statistics and exponent -1/2",
+                              "FIM-Shampoo", "#8c564b", "-", "H", Source::kSampled, 0.5, "all");
 }
-std::unique_ptr<UpdateMethod> make_fishy(const MethodOptions& o) {
-  MethodOptions all = o;
-  all.local_layers.clear();  // every layer samples
-  return std::make_unique<ShampooMethod>("fishy", Source::kLocal, 0.5, all);
+MethodEntry fishy_entry() {
+  return shampoo_family_entry("fishy", "Fishy: fim-shampoo with labels sampled locally at every layer", "Fishy",
+                              "#7b4173", "-.", "*", Source::kLocal, 0.5, "all");
 }
-std::unique_ptr<UpdateMethod> make_fishy_classifier(const MethodOptions& o) {
-  return std::make_unique<ShampooMethod>("fishy-classifier", Source::kLocal, 0.5, o, "classifier");
+MethodEntry fishy_classifier_entry() {
+  return shampoo_family_entry("fishy-classifier",
+                              "Fishy sampling only in --local-layers (default: the final fully connected layers); "
+                              "the layers below inherit those draws, backpropagated",
+                              "Fishy classifier", "#a55194", ":", "p", Source::kLocal, 0.5, "classifier");
 }
 
 }  // namespace fisheval::solvers
