@@ -10,24 +10,36 @@
 #pragma once
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace fisheval {
 
 class Error : public std::runtime_error {
  public:
   explicit Error(const std::string& what) : std::runtime_error(what) {}
+  // An error about one setting, named in the library's words (its name in the stored
+  // configuration: "singular", "memory_budget", "loss"...), with the value that would avoid
+  // it where there is one. The library knows nothing of the command line; eval/ shows the
+  // setting as its flag ("(--singular pinv)"): eval/error_text.h.
+  Error(const std::string& what, std::string setting, std::string suggestion = "")
+      : std::runtime_error(what), setting_(std::move(setting)), suggestion_(std::move(suggestion)) {}
+  const std::string& setting() const { return setting_; }
+  const std::string& suggestion() const { return suggestion_; }
+
+ private:
+  std::string setting_, suggestion_;
 };
 
 // Bad input from the user (files, shapes, flags): exit status 2 at the command line.
 class InputError : public Error {
  public:
-  explicit InputError(const std::string& what) : Error(what) {}
+  using Error::Error;
 };
 
 // A numerical failure of one computation (recorded as NaN by the sweep).
 class NumericalError : public Error {
  public:
-  explicit NumericalError(const std::string& what) : Error(what) {}
+  using Error::Error;
 };
 
 }  // namespace fisheval

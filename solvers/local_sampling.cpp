@@ -71,8 +71,9 @@ std::vector<bool> sampling_layers(BatchState& state, const std::vector<std::stri
       if (it == layers.end()) {
         std::vector<std::string> known;
         for (const auto& s : layers) known.push_back(s.name);
-        throw InputError(fmt::format("--local-layers: the model has no tapped layer '{}' (its layers: {})", name,
-                                     fmt::join(known, ", ")));
+        throw InputError(fmt::format("local sampling layers: the model has no tapped layer '{}' (its layers: {})",
+                                     name, fmt::join(known, ", ")),
+                         "local_layers");
       }
       out[it - layers.begin()] = true;
     }

@@ -133,8 +133,8 @@ class KroneckerMethod final : public LayerBlockMethod {
   }
 
   std::string singular_message(double damping) const override {
-    return fmt::format("{}: a curvature block is singular at damping {:g}; use a positive damping, or "
-                       "--singular pinv for the pseudo-inverse",
+    return fmt::format("{}: a curvature block is singular at damping {:g}; use a positive damping, or the "
+                       "pseudo-inverse",
                        name_, damping);
   }
 

@@ -47,7 +47,8 @@ class LayerBlockMethod : public UpdateMethod {
   // out (float64; undefined when there are none); sets lost when an entry was dropped.
   virtual at::Tensor solve_uncovered(BatchState& state, const kron::BlockPlan& plan, const at::Tensor& g64,
                                      double damping, bool& lost) = 0;
-  // The refusal under the `error` singular policy (kron::singular_message's advice appended).
+  // The refusal under the `error` singular policy (the setting "singular" and its value
+  // "pinv" are attached to the error).
   virtual std::string singular_message(double damping) const = 0;
 
   Direction solve(BatchState& state, double damping) final;

@@ -57,9 +57,10 @@ class NgDense final : public UpdateMethod {
  protected:
   Direction solve(BatchState& state, double damping) override {
     if (state.num_params() > max_params_) {
-      throw InputError(fmt::format("ng-dense needs the dense {0}x{0} Fisher; P = {0} exceeds --dense-max-params {1} "
-                                   "(use ng-cg)",
-                                   state.num_params(), max_params_));
+      throw InputError(fmt::format("ng-dense needs the dense {0}x{0} Fisher; P = {0} exceeds its limit of {1} "
+                                   "parameters (use ng-cg)",
+                                   state.num_params(), max_params_),
+                       "dense_max_params");
     }
     // The dense logit Jacobian is made from one backward pass per output unit (Z of them,
     // all samples at once): seeds [Z, N, Z], rows [Z·N, P]; then F, its eigenvectors, a copy.

@@ -147,7 +147,7 @@ class ShampooMethod final : public LayerBlockMethod {
 
   std::string singular_message(double damping) const override {
     return fmt::format("{}: a preconditioner factor is zero at damping {:g} with ε = {:g}; use a positive "
-                       "damping or --shampoo-epsilon, or --singular pinv for the pseudo-inverse",
+                       "damping or ε, or the pseudo-inverse",
                        name_, damping, epsilon_);
   }
 
@@ -245,8 +245,8 @@ MethodEntry fishy_entry() {
 }
 MethodEntry fishy_classifier_entry() {
   return shampoo_family_entry("fishy-classifier",
-                              "Fishy sampling only in --local-layers (default: the final fully connected layers); "
-                              "the layers below inherit those draws, backpropagated",
+                              "Fishy sampling only in the chosen local layers (default: the final fully connected "
+                              "layers); the layers below inherit those draws, backpropagated",
                               "Fishy classifier", "#a55194", ":", "p", Source::kLocal, 0.5, "classifier");
 }
 
