@@ -26,6 +26,7 @@
 
 #include "base/error.h"
 #include "solvers/kronecker.h"
+#include "solvers/direction_algebra.h"
 #include "solvers/methods/families.h"
 
 namespace fisheval::solvers {
@@ -96,7 +97,7 @@ class KroneckerMethod final : public UpdateMethod {
   }
 
   Direction direction(BatchState& state, double damping) override {
-    return state.materialised(weights_only(state, damping));
+    return materialised(state, weights_only(state, damping));
   }
 
   // Each block in its Kronecker eigenbasis, d_block = U_B X U_Aᵀ with

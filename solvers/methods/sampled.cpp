@@ -8,6 +8,7 @@
 // (d = Jᵀx + Ĵᵀy, g = Jᵀ1), so that its indicator needs no pass through the network.
 #include <torch/torch.h>
 
+#include "solvers/direction_algebra.h"
 #include "solvers/methods/families.h"
 
 namespace fisheval::solvers {
@@ -24,13 +25,13 @@ class Sf final : public UpdateMethod {
   unsigned needs() const override { return kNeedsGradient | kNeedsSampledGradients; }
 
   Direction direction(BatchState& state, double damping) override {
-    return state.materialised(weights_only(state, damping));
+    return materialised(state, weights_only(state, damping));
   }
 
   Direction weights_only(BatchState& state, double damping) override {
     const auto& kept = state.sampled_kept();
     const auto C = state.sampled_gram().index_select(0, kept).index_select(1, kept);
-    const auto Jg = state.sampled_times_grad().index_select(0, kept);
+    const auto Jg = sampled_times_grad(state).index_select(0, kept);
     const int64_t rows = state.sampled_gram().size(0);
     const double K = static_cast<double>(state.options().mc_samples);
     const auto scatter = [&](const at::Tensor& y) {

@@ -38,6 +38,7 @@
 
 #include "base/error.h"
 #include "solvers/kronecker.h"
+#include "solvers/direction_algebra.h"
 #include "solvers/local_sampling.h"
 #include "solvers/methods/families.h"
 
@@ -93,7 +94,7 @@ class ShampooMethod final : public UpdateMethod {
   }
 
   Direction direction(BatchState& state, double damping) override {
-    return state.materialised(weights_only(state, damping));
+    return materialised(state, weights_only(state, damping));
   }
 
   // Each block in the factors' eigenbases: d_block = U_L X U_Rᵀ, X = σ_L^{-p} ∘ (U_Lᵀ G U_R) ∘ σ_R^{-p}ᵀ
