@@ -15,6 +15,7 @@
 #include "mvp/linearisation.h"
 #include "mvp/loss.h"
 #include "solvers/batch_state.h"
+#include "solvers/direction_algebra.h"
 #include "solvers/damping.h"
 #include "solvers/update_method.h"
 
@@ -193,7 +194,7 @@ BenchReport run_bench(const BenchOptions& o) {
   const auto D = torch::randn({K, report.params}, torch::TensorOptions().device(device).dtype(dtype));
   add(fmt::format("indicator dᵀFd for {} generic directions", K), measure(R, device, make_lin, [&](Lin& lin) {
         solvers::BatchState state(*lin, *loss, targets, {});
-        state.fisher_quad(D);
+        solvers::fisher_quad(state, D);
       }));
   // Methods: directions at every damping and their indicator, after the shared work.
   struct Prepared {
@@ -206,12 +207,12 @@ BenchReport run_bench(const BenchOptions& o) {
     p.state->grad();
     p.state->gram();
     p.state->sampled_gram();
-    p.state->sampled_times_grad();
+    solvers::sampled_times_grad(*p.state);
     if (p.lin->unit_grads_affordable()) {
       solvers::Direction gdir;
       gdir.d = p.state->grad();
       gdir.true_weights = torch::ones({o.batch_size}, torch::kDouble);
-      p.state->fisher_quad({gdir});
+      solvers::fisher_quad(*p.state, {gdir});
     }
     return p;
   };
@@ -224,9 +225,9 @@ BenchReport run_bench(const BenchOptions& o) {
           std::vector<solvers::Direction> dirs;
           for (int64_t j = 0; j < count; ++j) {
             dirs.push_back(method->weights_only(*p.state, dampings[j] * scale));
-            p.state->products(dirs.back());
+            solvers::products(*p.state, dirs.back());
           }
-          p.state->fisher_quad(dirs);
+          solvers::fisher_quad(*p.state, dirs);
         }));
   }
   // The whole unit as `fisheval eval` computes it.

@@ -13,6 +13,7 @@
 #include "checkpoints/load.h"
 #include "eval/indicator.h"
 #include "mvp/loss.h"
+#include "solvers/direction_algebra.h"
 
 namespace fisheval {
 namespace {
@@ -122,7 +123,7 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
   solvers::Direction gdir;
   gdir.d = g;
   gdir.true_weights = torch::ones({state.num_samples()}, torch::kDouble);  // g = Jᵀ1
-  const double gamma_sgd = indicator(g, g, state.fisher_quad({gdir})[0].item<double>()).gamma;
+  const double gamma_sgd = indicator(g, g, solvers::fisher_quad(state, {gdir})[0].item<double>()).gamma;
   v["gamma_sgd"] = {gamma_sgd};
   double gamma_ng = kNaN;
   const auto refs = reference_methods(o_);
@@ -162,7 +163,7 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
     v["ng_iterations"] = {static_cast<double>(dir.iterations)};
     v["ng_residual"] = {dir.residual};
     if (converged) {
-      gamma_ng = indicator(dir.d, g, state.fisher_quad({dir})[0].item<double>()).gamma;
+      gamma_ng = indicator(dir.d, g, solvers::fisher_quad(state, {dir})[0].item<double>()).gamma;
     } else if (!failed) {
       warn(fmt::format("checkpoint {} batch {}: the natural-gradient reference ({}) did not converge "
                        "(relative residual {:.3g}); gamma_rel_ng is NaN",
@@ -231,7 +232,7 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
       }
     }
     const auto t_quad = std::chrono::steady_clock::now();
-    const auto quads = state.fisher_quad(dirs);
+    const auto quads = solvers::fisher_quad(state, dirs);
     const double quad_seconds = seconds_since(t_quad) / static_cast<double>(dirs.size());
     for (int64_t j = 0; j < D; ++j) {
       const int64_t cell = m * D + j;
@@ -245,7 +246,7 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
       if (dir.d.defined()) {
         iv = indicator(dir.d, g, quad);
       } else {  // given by weights or basis blocks: dᵀg and ‖d‖² without forming d
-        const auto [dg, dd] = state.products(dir);
+        const auto [dg, dd] = solvers::products(state, dir);
         iv = indicator(dg, dd, v["grad_norm"][0], quad);
       }
       v["gamma"][cell] = iv.gamma;

@@ -9,15 +9,11 @@ at::Tensor Fisher::mv(const at::Tensor& v) {
   return lin_.vjp(loss_.hessian_vp(lin_.logits(), targets_, jv));
 }
 
-double Fisher::quad(const at::Tensor& d) {
-  const auto jd = lin_.jvp(d);
-  return (jd * loss_.hessian_vp(lin_.logits(), targets_, jd)).sum().item<double>();
-}
+double Fisher::quad(const at::Tensor& d) { return quad_of_jvp(lin_.jvp(d).unsqueeze(0))[0].item<double>(); }
 
-at::Tensor Fisher::quad_many(const at::Tensor& D) {
-  auto out = torch::empty({D.size(0)}, torch::kDouble);
-  for (int64_t k = 0; k < D.size(0); ++k) out[k] = quad(D[k]);
-  return out;
+at::Tensor Fisher::quad_of_jvp(const at::Tensor& jd) {
+  const auto hjd = loss_.hessian_vp(lin_.logits(), targets_, jd);
+  return (jd * hjd).reshape({jd.size(0), -1}).sum(1).to(torch::kCPU, torch::kDouble);
 }
 
 }  // namespace fisheval::mvp

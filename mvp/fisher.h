@@ -18,8 +18,10 @@ class Fisher {
   at::Tensor mv(const at::Tensor& v);
   // dᵀ F d (always ≥ 0 up to rounding).
   double quad(const at::Tensor& d);
-  // dᵀ F d for the rows of D [K, P].
-  at::Tensor quad_many(const at::Tensor& D);
+  // dᵀ F d = Σ_n (J_z d)_nᵀ H_n (J_z d)_n for K directions given by their J_z d [K, *z]:
+  // [K] float64 on the CPU. The one implementation of dᵀFd (quad and
+  // solvers::fisher_quad call it).
+  at::Tensor quad_of_jvp(const at::Tensor& jd);
 
   Linearisation& linearisation() { return lin_; }
   const Loss& loss() const { return loss_; }

@@ -1,15 +1,15 @@
-// Everything the update methods share on one batch, computed once on first use and
-// reused by every method and damping value: the gradient g, the logit gradients
-// r_n = ∇_{z_n} l_n and s_n = ‖r_n‖², the Gram matrix C = J Jᵀ of the per-sample
-// gradients, the sampled-label gradients Ĵ and their Gram matrix, the Fisher products,
-// and a typed memo for method-specific work (Kronecker factors, eigen-decompositions).
+// The per-batch statistics cache: everything the update methods share on one batch,
+// computed once on first use and reused by every method and damping value — the gradient
+// g, the logit gradients r_n = ∇_{z_n} l_n and s_n = ‖r_n‖², the Gram matrix C = J Jᵀ of
+// the per-sample gradients, the sampled-label gradients Ĵ and their Gram matrix, the
+// products Jᵀx and Ĵᵀy, and a typed memo for method-specific work (Kronecker factors,
+// eigen-decompositions). Scoring a Direction from these is solvers/direction_algebra.h.
 // Small float64 objects (N-sized vectors, N×N Gram matrices) live on the CPU, where the
 // sample-space solves run; parameter-sized vectors stay on the model's device.
 #pragma once
 #include <ATen/core/Tensor.h>
 
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 
@@ -17,6 +17,7 @@
 #include "mvp/linearisation.h"
 #include "mvp/loss.h"
 #include "solvers/direction.h"
+#include "solvers/memo.h"
 
 namespace fisheval::solvers {
 
@@ -57,7 +58,6 @@ class BatchState {
   const at::Tensor& sampled_logit_grad();   // r̂ [K, *z]: ∇_z(−log p(ŷ|z)), ŷ ~ p(·|z)
   const at::Tensor& sampled_gram();         // Ĉ = Ĵ Ĵᵀ [KN, KN], float64 (rows k·N + n)
   const at::Tensor& sampled_kept();         // rows of Ĵ kept by the near-duplicate filter
-  const at::Tensor& sampled_times_grad();   // Ĵ g [KN], float64
 
   // Jᵀ x = Σ_n x_n ∇θ l_n for x [N] (float64 or working dtype): one contraction of the
   // stored layer taps (one backward pass without taps).
@@ -65,30 +65,19 @@ class BatchState {
   // Ĵᵀ y for y [KN], likewise.
   at::Tensor sampled_jt_times(const at::Tensor& y);
 
-  // The direction as a P-sized vector, from whichever form it was given in.
-  at::Tensor materialise(const Direction& dir);
-  // The same direction with d formed and the other forms dropped (what direction()
-  // returns for a method whose weights_only() gives weights or blocks).
-  Direction materialised(Direction dir);
-  // dᵀg and ‖d‖², from the Gram matrices or the block bases when d is not formed.
-  std::pair<double, double> products(const Direction& dir);
-  // J_z d for each direction, [K, *z]: sample-space weights and basis blocks from the
-  // output-unit taps (no pass through the network), other directions by jvp_many.
-  at::Tensor logit_jvp(const std::vector<Direction>& dirs);
-  // dᵀFd = Σ_n (J_z d)_nᵀ H_n (J_z d)_n for each direction, [K] float64.
-  at::Tensor fisher_quad(const std::vector<Direction>& dirs);
-  // The same for the rows of D [K, P].
-  at::Tensor fisher_quad(const at::Tensor& D);
   const at::Tensor& cross_gram();           // Ĵ Jᵀ [KN, N], float64
+  // M[z, n, m] = ⟨∂z_{n,z}/∂θ, ∇θ l_m⟩ from the output-unit gradients and the true-label
+  // taps, [Z, N, N], and the same against the sampled-label rows, [Z, N, KN] (working dtype;
+  // taps route with affordable output-unit gradients only).
+  const at::Tensor& unit_true_gram();
+  const at::Tensor& unit_sampled_gram();
 
-  // Method-specific per-batch work, computed once per key.
+  // Method-specific per-batch work, computed once per key (type-checked: solvers/memo.h).
   template <class T>
   T& memo(const std::string& key, const std::function<T()>& make) {
-    auto it = memo_.find(key);
-    if (it == memo_.end()) it = memo_.emplace(key, std::make_shared<T>(make())).first;
-    return *static_cast<T*>(it->second.get());
+    return memo_.get<T>(key, make);
   }
-  bool has_memo(const std::string& key) const { return memo_.count(key) > 0; }
+  bool has_memo(const std::string& key) const { return memo_.contains(key); }
 
  private:
   mvp::Linearisation& lin_;
@@ -97,17 +86,13 @@ class BatchState {
   BatchStateOptions options_;
   mvp::Fisher fisher_;
   at::Tensor per_sample_loss_, logit_grad_, s_, g_, gram_, norms_, kept_;
-  at::Tensor sampled_, sampled_gram_, sampled_kept_, sampled_g_, cross_gram_;
+  at::Tensor sampled_, sampled_gram_, sampled_kept_, cross_gram_;
   // Taps route: output gradients of the true-label and sampled seeds; J_z Jᵀ and J_z Ĵᵀ.
   const mvp::TapGrads* true_taps();
   const mvp::TapGrads* sampled_taps();
   std::unique_ptr<mvp::TapGrads> true_taps_, sampled_taps_;
   at::Tensor unit_true_, unit_sampled_;
-  // J_z of the blocks' parts: the rotated output-unit gradients and inputs of a block.
-  at::Tensor block_logit_jvp(const std::vector<const BasisBlock*>& blocks, const std::map<std::string, int64_t>& uses);
-  static std::string basis_key(const BasisBlock& blk);
-  at::Tensor weights_logit_jvp(const Direction& dir);
-  std::map<std::string, std::shared_ptr<void>> memo_;
+  Memo memo_;
 };
 
 // Indices of rows kept by the near-duplicate filter on a Gram matrix: rows are visited

@@ -8,7 +8,8 @@
 //     remainder that is zero on the blocks (the fallback for parameters outside any tapped
 //     layer); without bases, X is the block itself.
 // When d is defined it is the direction (the other fields may describe it too); otherwise
-// d = Jᵀx + Ĵᵀy + Σ_blocks + remainder. BatchState computes dᵀg, ‖d‖², J_z d and d from any form.
+// d = Jᵀx + Ĵᵀy + Σ_blocks + remainder. solvers/direction_algebra.h computes dᵀg, ‖d‖², J_z d and d
+// from any form.
 #pragma once
 #include <ATen/core/Tensor.h>
 

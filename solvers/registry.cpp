@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include "base/error.h"
+#include "solvers/direction_algebra.h"
 #include "solvers/update_method.h"
 
 namespace fisheval::solvers {
@@ -45,7 +46,7 @@ Direction UpdateMethod::direction(BatchState& state, double damping) {
   return formed(state, solve(state, damping));
 }
 
-Direction UpdateMethod::formed(BatchState& state, Direction dir) { return state.materialised(std::move(dir)); }
+Direction UpdateMethod::formed(BatchState& state, Direction dir) { return materialised(state, std::move(dir)); }
 
 Direction UpdateMethod::weights_only(BatchState& state, double damping) {
   check_damping(name(), damping);

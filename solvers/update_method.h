@@ -59,7 +59,7 @@ class UpdateMethod {
   // damping.
   virtual Direction solve(BatchState& state, double damping) = 0;
   virtual std::vector<Direction> solve_all(BatchState& state, const std::vector<double>& dampings);
-  // d formed from solve()'s form (default: BatchState::materialised; a method that has a
+  // d formed from solve()'s form (default: materialised(), direction_algebra.h; a method that has a
   // cheaper or exact way, such as sgd's d = g, says so).
   virtual Direction formed(BatchState& state, Direction dir);
 };

@@ -14,6 +14,7 @@
 
 #include "base/error.h"
 #include "kronecker_support.h"
+#include "solvers/direction_algebra.h"
 #include "solvers/kronecker.h"
 
 namespace fisheval::test {
@@ -468,13 +469,13 @@ TEST(ThinFactorisation, EveryKroneckerMethodEqualsTheFullOne) {
           const auto where = fmt::format("{} {} {} λ = {}", fixture, method, reduce ? "reduce" : "expand", lambda);
           const auto bt = mt->weights_only(*kb.state, lambda), bf = mf->weights_only(*kb.state, lambda);
           EXPECT_EQ(bt.status, bf.status) << where;
-          EXPECT_LT(rel_err(kb.state->materialise(bt), kb.state->materialise(bf)), 1e-10) << where;
-          const auto [dg_t, dd_t] = kb.state->products(bt);
-          const auto [dg_f, dd_f] = kb.state->products(bf);
+          EXPECT_LT(rel_err(solvers::materialise(*kb.state, bt), solvers::materialise(*kb.state, bf)), 1e-10) << where;
+          const auto [dg_t, dd_t] = solvers::products(*kb.state, bt);
+          const auto [dg_f, dd_f] = solvers::products(*kb.state, bf);
           EXPECT_NEAR(dg_t, dg_f, 1e-10 * std::abs(dg_f)) << where;
           EXPECT_NEAR(dd_t, dd_f, 1e-10 * std::abs(dd_f)) << where;
-          const auto q = kb.state->fisher_quad(std::vector<solvers::Direction>{bt, bf});
-          const auto q_dense = kb.state->fisher_quad(kb.state->materialise(bf).unsqueeze(0));
+          const auto q = solvers::fisher_quad(*kb.state, std::vector<solvers::Direction>{bt, bf});
+          const auto q_dense = solvers::fisher_quad(*kb.state, solvers::materialise(*kb.state, bf).unsqueeze(0));
           EXPECT_NEAR(q[0].item<double>(), q_dense[0].item<double>(), 1e-10 * q_dense[0].item<double>()) << where;
           EXPECT_NEAR(q[1].item<double>(), q_dense[0].item<double>(), 1e-10 * q_dense[0].item<double>()) << where;
         }
@@ -502,14 +503,14 @@ TEST(ThinFactorisation, EveryShampooMethodEqualsTheFullOne) {
           const double tol = lambda > 0 ? 1e-10 : 1e-9;
           const auto bt = mt->weights_only(*kb.state, lambda), bf = mf->weights_only(*kb.state, lambda);
           EXPECT_EQ(bt.status, bf.status) << where;
-          const auto dt = kb.state->materialise(bt), df = kb.state->materialise(bf);
+          const auto dt = solvers::materialise(*kb.state, bt), df = solvers::materialise(*kb.state, bf);
           EXPECT_LT(rel_err(dt, df), tol) << where;
-          const auto [dg_t, dd_t] = kb.state->products(bt);
-          const auto [dg_f, dd_f] = kb.state->products(bf);
+          const auto [dg_t, dd_t] = solvers::products(*kb.state, bt);
+          const auto [dg_f, dd_f] = solvers::products(*kb.state, bf);
           EXPECT_NEAR(dg_t, dg_f, tol * std::abs(dg_f)) << where;
           EXPECT_NEAR(dd_t, dd_f, tol * std::abs(dd_f)) << where;
-          const auto q = kb.state->fisher_quad(std::vector<solvers::Direction>{bt});
-          const auto q_dense = kb.state->fisher_quad(df.unsqueeze(0));
+          const auto q = solvers::fisher_quad(*kb.state, std::vector<solvers::Direction>{bt});
+          const auto q_dense = solvers::fisher_quad(*kb.state, df.unsqueeze(0));
           EXPECT_NEAR(q[0].item<double>(), q_dense[0].item<double>(), tol * q_dense[0].item<double>()) << where;
         }
       }

@@ -11,7 +11,9 @@
 #include "solvers/batch_state.h"
 #include "solvers/cg.h"
 #include "solvers/damping.h"
+#include "solvers/direction_algebra.h"
 #include "solvers/gram_solve.h"
+#include "solvers/memo.h"
 #include "solvers/update_method.h"
 #include "support.h"
 
@@ -170,7 +172,7 @@ TEST_P(SolverTest, EveryFormOfADirectionScoresTheSame) {
       cheap.push_back(method->weights_only(*state_, lambda));
       plain.push_back(method->direction(*state_, lambda));
       ASSERT_TRUE(plain.back().d.defined()) << m;
-      EXPECT_LT(rel_err(state_->materialise(cheap.back()), plain.back().d), 1e-10) << m << " λ = " << lambda;
+      EXPECT_LT(rel_err(solvers::materialise(*state_, cheap.back()), plain.back().d), 1e-10) << m << " λ = " << lambda;
     }
   }
   solvers::Direction random;
@@ -181,9 +183,9 @@ TEST_P(SolverTest, EveryFormOfADirectionScoresTheSame) {
   std::vector<at::Tensor> q_blocks;
   for (auto how : {solvers::BlockProducts::kDirect, solvers::BlockProducts::kRotated, solvers::BlockProducts::kAuto}) {
     state_->set_block_products(how);
-    q_blocks.push_back(state_->fisher_quad(cheap));
+    q_blocks.push_back(solvers::fisher_quad(*state_, cheap));
   }
-  const auto q_plain = state_->fisher_quad(plain);
+  const auto q_plain = solvers::fisher_quad(*state_, plain);
   for (size_t k = 0; k < cheap.size(); ++k) {
     const auto& d = plain[k].d;
     const double expected = d.dot(torch::mv(F_, d)).item<double>();
@@ -191,7 +193,7 @@ TEST_P(SolverTest, EveryFormOfADirectionScoresTheSame) {
       EXPECT_NEAR(q_blocks[i][k].item<double>(), expected, 1e-9 * std::abs(expected)) << "direction " << k << " way " << i;
     }
     EXPECT_NEAR(q_plain[k].item<double>(), expected, 1e-9 * std::abs(expected)) << "direction " << k;
-    const auto [dg, dd] = state_->products(cheap[k]);
+    const auto [dg, dd] = solvers::products(*state_, cheap[k]);
     EXPECT_NEAR(dg, d.dot(g_).item<double>(), 1e-9 * std::abs(d.dot(g_).item<double>())) << "direction " << k;
     EXPECT_NEAR(dd, d.dot(d).item<double>(), 1e-9 * d.dot(d).item<double>()) << "direction " << k;
   }
@@ -335,6 +337,18 @@ TEST(Damping, GridsAndLists) {
   EXPECT_THROW(solvers::log_grid("0:1:3"), std::exception);
   EXPECT_THROW(solvers::log_grid("1e-3:1"), std::exception);
   EXPECT_THROW(solvers::make_method("no-such-method", {}), std::exception);
+}
+
+TEST(Memo, ComputesOnceAndRefusesAnotherTypeForAKey) {
+  solvers::Memo memo;
+  int calls = 0;
+  const auto make = [&] { return ++calls; };
+  EXPECT_EQ(memo.get<int>("k", make), 1);
+  EXPECT_EQ(memo.get<int>("k", make), 1);
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(memo.contains("k"));
+  EXPECT_FALSE(memo.contains("other"));
+  EXPECT_THROW(memo.get<double>("k", [] { return 0.0; }), std::logic_error);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 // (d = Jᵀx + Ĵᵀy, g = Jᵀ1), so that its indicator needs no pass through the network.
 #include <torch/torch.h>
 
+#include "solvers/direction_algebra.h"
 #include "solvers/update_method.h"
 
 namespace fisheval::solvers {
@@ -26,7 +27,7 @@ class Sf final : public UpdateMethod {
   Direction solve(BatchState& state, double damping) override {
     const auto& kept = state.sampled_kept();
     const auto C = state.sampled_gram().index_select(0, kept).index_select(1, kept);
-    const auto Jg = state.sampled_times_grad().index_select(0, kept);
+    const auto Jg = sampled_times_grad(state).index_select(0, kept);
     const int64_t rows = state.sampled_gram().size(0);
     const double K = static_cast<double>(state.options().mc_samples);
     const auto scatter = [&](const at::Tensor& y) {

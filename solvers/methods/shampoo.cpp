@@ -38,6 +38,7 @@
 
 #include "base/error.h"
 #include "solvers/kronecker.h"
+#include "solvers/direction_algebra.h"
 #include "solvers/local_sampling.h"
 #include "solvers/methods/layer_blocks.h"
 
