@@ -36,8 +36,8 @@ std::vector<std::string> usable_methods(const SweepOptions& s, std::vector<std::
   const auto params = select_parameters(*model, s.params);
   set_trainable(*model, params);
   const int64_t P = count_parameters(*model, params);
-  const auto data = open_dataset(s.data);
-  const auto plan = plan_batches(data->size(), s.batch_size, 1, s.sampling, s.seed);
+  const auto data = open_dataset(s.batches.data);
+  const auto plan = plan_batches(data->size(), s.batches.batch_size, 1, s.batches.sampling, s.batches.seed);
   const auto batch = data->get(plan.front());
   const auto inputs = batch.inputs.to(torch::kCPU, torch::kDouble);
   const auto loss = mvp::make_loss(mvp::resolve_loss_name(s.loss, model->loss_hint(), batch.targets));
@@ -50,8 +50,8 @@ std::vector<std::string> usable_methods(const SweepOptions& s, std::vector<std::
     }
     try {
       mvp::Linearisation lin(*model, params, inputs, s.engines);
-      solvers::BatchState state(lin, *loss, batch.targets, {s.mc_samples, batch_seed(s.seed, 0), s.dedup_cosine});
-      const double lambda = s.dampings.back() * solvers::damping_scale(s.damping_mode, s.damping_reference, state);
+      solvers::BatchState state(lin, *loss, batch.targets, s.batch_state(batch_seed(s.batches.seed, 0)));
+      const double lambda = s.damping.values.back() * solvers::damping_scale(s.damping.mode, s.damping.reference, state);
       const auto dir = solvers::make_method(info.name, s.method_options)->direction(state, lambda);
       if (!dir.d.defined() || dir.d.numel() != P || !torch::isfinite(dir.d).all().item<bool>()) {
         throw Error("its direction is not a finite vector of the parameters' size");
@@ -94,20 +94,20 @@ DemoSummary run_demo(const DemoOptions& d, std::ostream& out) {
   // 2. Evaluate every method that exists over a damping grid and several batches per stage.
   SweepOptions s;
   s.checkpoints = trained.stages;
-  s.data = "fashion-mnist:test";
-  s.batch_size = d.batch_size;
-  s.num_batches = d.num_batches;
-  s.sampling = BatchSampling::kRandom;
-  s.seed = d.seed;
-  s.dampings = solvers::log_grid(d.damping_grid);
-  s.damping_mode = solvers::DampingMode::kRelative;
+  s.batches.data = "fashion-mnist:test";
+  s.batches.batch_size = d.batch_size;
+  s.batches.num_batches = d.num_batches;
+  s.batches.sampling = BatchSampling::kRandom;
+  s.batches.seed = d.seed;
+  s.damping.values = solvers::log_grid(d.damping_grid);
+  s.damping.mode = solvers::DampingMode::kRelative;
   s.ng_reference = "none";
   s.method_options.cg.max_iter = d.cg_max_iter;
-  s.out = summary.results;
-  s.overwrite = true;
-  s.progress = d.progress;
-  s.metadata["command_line"] = d.command_line;
-  s.metadata["config"] = fmt::format("demo: {} trained with ief for {} epoch(s); series {}", d.model, d.epochs,
+  s.output.out = summary.results;
+  s.output.overwrite = true;
+  s.output.progress = d.progress;
+  s.output.metadata["command_line"] = d.command_line;
+  s.output.metadata["config"] = fmt::format("demo: {} trained with ief for {} epoch(s); series {}", d.model, d.epochs,
                                      summary.series);
   s.methods = usable_methods(s, summary.skipped);
   summary.methods = s.methods;
