@@ -118,8 +118,9 @@ at::Tensor Linearisation::jvp(const at::Tensor& v) {
       return jvp_forward(v);
     } catch (const std::exception& e) {  // c10::Error, or InputError from the model's forward
       if (!jvp_auto_) {
-        throw InputError(fmt::format("JVP engine forward: forward-mode AD failed on this model ({}); the auto "
-                                     "or double-backward engine works on every model",
+        // The wording is asserted by tests/test_pytorch2.cpp (JvpProbe), flag names included.
+        throw InputError(fmt::format("--jvp-engine forward: forward-mode AD failed on this model ({}); use "
+                                     "--jvp-engine auto or double-backward",
                                      first_line(e.what())));
       }
       // Some operation of the model has no forward-mode derivative: fall back for good.
