@@ -42,4 +42,12 @@ class NumericalError : public Error {
   using Error::Error;
 };
 
+// A singular system refused under the `error` singular policy. Not a NumericalError: the
+// user asked for the run to stop rather than record the pseudo-inverse, so it propagates;
+// it is about the setting "singular", whose value "pinv" would solve it.
+class SingularSystemError : public Error {
+ public:
+  explicit SingularSystemError(const std::string& what) : Error(what, "singular", "pinv") {}
+};
+
 }  // namespace fisheval

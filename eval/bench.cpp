@@ -93,7 +93,7 @@ BenchReport run_bench(const BenchOptions& o) {
   if (o.checkpoint.empty()) throw InputError("bench: --checkpoint FILE is required");
   if (o.repeats < 1 || o.dampings < 1) throw InputError("bench: --repeats and --dampings must be positive");
   const auto device = resolve_device(o.device);
-  const auto dtype = resolve_dtype(o.dtype, o.device);
+  const auto dtype = resolve_dtype(kDtypes.parse(o.dtype), o.device);
   auto ckpt = load_checkpoint(o.checkpoint, o.params, device, dtype);
   auto& model = *ckpt.model;
   const auto dataset = open_dataset(o.data);
@@ -107,7 +107,7 @@ BenchReport run_bench(const BenchOptions& o) {
   std::vector<std::string> methods = o.methods;
   if (methods.empty()) {
     for (const auto& m : solvers::list_methods()) {
-      if (m.name != "ng-dense" && m.name != "ng-cg") methods.push_back(m.name);
+      if (!m.reference) methods.push_back(m.name);
     }
   }
   const auto dampings = solvers::log_grid(fmt::format("1e-6:1:{}", o.dampings));
@@ -233,11 +233,11 @@ BenchReport run_bench(const BenchOptions& o) {
   // The whole unit as `fisheval eval` computes it.
   SweepOptions so;
   so.methods = methods;
-  so.dampings = dampings;
-  so.damping_mode = solvers::DampingMode::kRelative;
+  so.damping.values = dampings;
+  so.damping.mode = solvers::DampingMode::kRelative;
   so.loss = o.loss;
   so.ng_reference = "none";
-  so.progress = false;
+  so.output.progress = false;
   std::vector<std::unique_ptr<solvers::UpdateMethod>> made;
   for (const auto& m : methods) made.push_back(solvers::make_method(m, so.method_options));
   const auto info = make_run_info(so, plan);

@@ -82,20 +82,20 @@ DemoSummary run_demo(const DemoOptions& d, std::ostream& out) {
   // 2. Evaluate every method that exists over a damping grid and several batches per stage.
   SweepOptions s;
   s.checkpoints = trained.stages;
-  s.data = "fashion-mnist:test";
-  s.batch_size = d.batch_size;
-  s.num_batches = d.num_batches;
-  s.sampling = BatchSampling::kRandom;
-  s.seed = d.seed;
-  s.dampings = solvers::log_grid(d.damping_grid);
-  s.damping_mode = solvers::DampingMode::kRelative;
+  s.batches.data = "fashion-mnist:test";
+  s.batches.batch_size = d.batch_size;
+  s.batches.num_batches = d.num_batches;
+  s.batches.sampling = BatchSampling::kRandom;
+  s.batches.seed = d.seed;
+  s.damping.values = solvers::log_grid(d.damping_grid);
+  s.damping.mode = solvers::DampingMode::kRelative;
   s.ng_reference = "none";
   s.method_options.cg.max_iter = d.cg_max_iter;
-  s.out = summary.results;
-  s.overwrite = true;
-  s.progress = d.progress;
-  s.metadata["command_line"] = d.command_line;
-  s.metadata["config"] = fmt::format("demo: {} trained with ief for {} epoch(s); series {}", d.model, d.epochs,
+  s.output.out = summary.results;
+  s.output.overwrite = true;
+  s.output.progress = d.progress;
+  s.output.metadata["command_line"] = d.command_line;
+  s.output.metadata["config"] = fmt::format("demo: {} trained with ief for {} epoch(s); series {}", d.model, d.epochs,
                                      summary.series);
   s.methods = usable_methods(s, summary.skipped);
   summary.methods = s.methods;

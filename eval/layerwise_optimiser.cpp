@@ -53,7 +53,7 @@ class Layerwise final : public Optimiser {
     at::Tensor u;
     std::vector<at::Tensor> parts;
     {
-      CurvatureBatch cb(model, params, batch, {o_.mc_samples, batch_seed(o_.seed, step), 0.0}, stats);
+      CurvatureBatch cb(model, params, batch, {.mc_samples = o_.mc_samples, .seed = batch_seed(o_.seed, step), .dedup_cosine = 0.0}, stats);
       auto& state = cb.state();
       const double N = static_cast<double>(state.num_samples());
       const auto g = solvers::kron::grad64(state) / N;

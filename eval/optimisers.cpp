@@ -106,7 +106,7 @@ class Ngd final : public Optimiser {
     at::Tensor d;
     std::vector<at::Tensor> parts;
     {
-      CurvatureBatch cb(model, params, batch, {o_.mc_samples, batch_seed(o_.seed, step), o_.dedup_cosine}, stats);
+      CurvatureBatch cb(model, params, batch, {.mc_samples = o_.mc_samples, .seed = batch_seed(o_.seed, step), .dedup_cosine = o_.dedup_cosine}, stats);
       auto& state = cb.state();
       stats.damping = o_.damping * solvers::damping_scale(o_.damping_mode, o_.damping_reference, state);
       const auto dir = method_->direction(state, stats.damping);

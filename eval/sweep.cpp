@@ -26,30 +26,12 @@ RunInfo make_run_info(const SweepOptions& o, const std::vector<std::vector<int64
   }
   info.batches = batches;
   info.methods = o.methods;
-  info.dampings = o.dampings;
-  const bool has_cg = std::find(o.methods.begin(), o.methods.end(), "ng-cg") != o.methods.end();
-  info.cg_history_length = has_cg ? o.method_options.cg.max_iter + 1 : 0;
-  auto& s = info.settings;
-  s["data"] = o.data;
-  s["loss"] = o.loss;
-  s["params"] = o.params;
-  s["batch_size"] = std::to_string(o.batch_size);
-  s["batch_sampling"] = o.sampling == BatchSampling::kRandom ? "random" : "sequential";
-  s["seed"] = std::to_string(o.seed);
-  s["damping_mode"] = solvers::to_string(o.damping_mode);
-  s["damping_reference"] = solvers::to_string(o.damping_reference);
-  s["dtype"] = o.dtype;
-  s["mc_samples"] = std::to_string(o.mc_samples);
-  s["dedup_cosine"] = fmt::format("{:g}", o.dedup_cosine);
-  s["ng_reference"] = o.ng_reference;
-  s["singular"] = o.method_options.singular == solvers::SingularPolicy::kError ? "error" : "pinv";
-  s["cg_max_iter"] = std::to_string(o.method_options.cg.max_iter);
-  s["cg_rtol"] = fmt::format("{:g}", o.method_options.cg.rtol);
-  s["kfac_approx"] = o.method_options.kfac_reduce ? "reduce" : "expand";
-  s["shampoo_epsilon"] = fmt::format("{:g}", o.method_options.shampoo_epsilon);
-  if (!o.method_options.local_layers.empty()) {
-    s["local_layers"] = fmt::format("{}", fmt::join(o.method_options.local_layers, ","));
-  }
+  info.dampings = o.damping.values;
+  const bool has_history = std::any_of(o.methods.begin(), o.methods.end(), [](const std::string& name) {
+    return solvers::method_info(name).records_residuals;
+  });
+  info.cg_history_length = has_history ? o.method_options.cg.max_iter + 1 : 0;
+  info.settings = stored_settings(o);
   return info;
 }
 
@@ -57,14 +39,6 @@ std::pair<int64_t, int64_t> shard_range(int64_t total, int64_t index, int64_t co
   const int64_t base = total / count, extra = total % count;
   const int64_t begin = index * base + std::min(index, extra);
   return {begin, begin + base + (index < extra ? 1 : 0)};
-}
-
-uint64_t batch_seed(uint64_t seed, int64_t batch) {
-  // splitmix64 of (seed, batch)
-  uint64_t z = seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(batch + 1);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
 }
 
 c10::Device resolve_device(const std::string& device) {
@@ -83,55 +57,51 @@ c10::Device resolve_device(const std::string& device) {
   return dev;
 }
 
-c10::ScalarType resolve_dtype(const std::string& dtype, const std::string& device) {
-  if (dtype == "float64") return torch::kDouble;
-  if (dtype == "float32") return torch::kFloat;
-  if (dtype == "auto") return resolve_device(device).is_cuda() ? torch::kFloat : torch::kDouble;
-  throw InputError(fmt::format("unknown --dtype '{}' (auto, float32, float64)", dtype));
+c10::ScalarType resolve_dtype(Dtype dtype, const std::string& device) {
+  switch (dtype) {
+    case Dtype::kFloat64: return torch::kDouble;
+    case Dtype::kFloat32: return torch::kFloat;
+    case Dtype::kAuto: break;
+  }
+  return resolve_device(device).is_cuda() ? torch::kFloat : torch::kDouble;
 }
 
 SweepSummary run_sweep(const SweepOptions& options) {
   SweepOptions o = options;
-  if (o.checkpoints.empty()) throw InputError("no checkpoints given (--checkpoints or --series)");
-  if (o.methods.empty()) throw InputError("no methods given (--methods)");
-  if (o.dampings.empty()) throw InputError("no damping values given (--damping or --damping-grid)");
-  if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count) {
-    throw InputError(fmt::format("--shard {}/{}: need 1 ≤ I ≤ N", o.shard_index + 1, o.shard_count));
-  }
-  if (o.mc_samples < 1) throw InputError("--mc-samples must be at least 1");
+  std::string invalid;
+  if (!o.IsValid(&invalid)) throw InputError(invalid);
   const auto device = resolve_device(o.device);
   const auto dtype = resolve_dtype(o.dtype, o.device);
-  if (o.max_output_units < 1) throw InputError("--max-output-units must be at least 1");
   o.method_options.budget = {resolve_memory_budget(o.memory_budget, device), o.max_output_units};
   o.engines.max_output_units = o.max_output_units;
   std::vector<std::unique_ptr<solvers::UpdateMethod>> methods;
   for (const auto& name : o.methods) methods.push_back(solvers::make_method(name, o.method_options));
-  for (const auto& ref : reference_methods(o)) solvers::make_method(ref, o.method_options);  // validates the name
 
-  const auto dataset = open_dataset(o.data);
-  const auto plan = plan_batches(dataset->size(), o.batch_size, o.num_batches, o.sampling, o.seed);
+  const auto dataset = open_dataset(o.batches.data);
+  const auto plan =
+      plan_batches(dataset->size(), o.batches.batch_size, o.batches.num_batches, o.batches.sampling, o.batches.seed);
   const RunInfo info = make_run_info(o, plan);
 
-  auto metadata = o.metadata;
+  auto metadata = o.output.metadata;
   for (const auto& [key, value] : build_info()) metadata[key] = value;
   metadata["device"] = device.str();
   metadata["dtype_resolved"] = dtype == torch::kDouble ? "float64" : "float32";
-  metadata["shard"] = fmt::format("{}/{}", o.shard_index + 1, o.shard_count);
+  metadata["shard"] = fmt::format("{}/{}", o.output.shard_index + 1, o.output.shard_count);
   metadata["memory_budget_gib"] = fmt::format("{:.3g}", o.method_options.budget.memory_bytes / (1024.0 * 1024 * 1024));
   metadata["max_output_units"] = std::to_string(o.max_output_units);
   metadata["data_description"] = dataset->description();
-  ResultStore store(o.out, info, metadata, o.overwrite);
+  ResultStore store(o.output.out, info, metadata, o.output.overwrite);
 
   const int64_t C = info.num_checkpoints(), B = info.num_batches();
-  const auto [begin, end] = shard_range(C * B, o.shard_index, o.shard_count);
+  const auto [begin, end] = shard_range(C * B, o.output.shard_index, o.output.shard_count);
   SweepSummary summary;
-  summary.out = o.out;
+  summary.out = o.output.out;
   summary.units_total = end - begin;
   for (int64_t u = begin; u < end; ++u) summary.units_imported += store.done(u / B, u % B) ? 1 : 0;
-  Progress progress("eval", summary.units_total, o.progress);
+  Progress progress("eval", summary.units_total, o.output.progress);
   if (summary.units_imported > 0) {
     progress.message(fmt::format("fisheval: resuming: {} of {} units already in '{}' or its .parts folder",
-                                 summary.units_imported, summary.units_total, o.out));
+                                 summary.units_imported, summary.units_total, o.output.out));
   }
   UnitRunner runner(o, info, methods, progress, summary.warnings);
   int64_t finished = summary.units_imported;

@@ -12,7 +12,7 @@
 #include "checkpoints/dataset.h"
 #include "checkpoints/model.h"
 #include "eval/progress.h"
-#include "eval/sweep.h"
+#include "eval/sweep_options.h"
 #include "reports/results.h"
 #include "solvers/update_method.h"
 
@@ -32,20 +32,25 @@ struct LoadedCheckpoint {
 LoadedCheckpoint load_checkpoint(const std::string& path, const std::string& params, c10::Device device,
                                  c10::ScalarType dtype);
 
-// The natural-gradient references for γ/γ_ng (taken at λ = 0) to try in order: the one
-// named by --ng-reference, or for auto ng-dense then ng-cg where listed in --methods (a
-// checkpoint too large for ng-dense falls back to ng-cg); empty for none.
-std::vector<std::string> reference_methods(const SweepOptions& o);
-
 class UnitRunner {
  public:
   UnitRunner(const SweepOptions& o, const RunInfo& info, std::vector<std::unique_ptr<solvers::UpdateMethod>>& methods,
              Progress& progress, int64_t& warnings);
   // All measures of checkpoint c × batch b (InputError when the batch does not fit the model).
+  // A method's numerical failure (NumericalError, c10::LinAlgError) becomes NaN cells with a
+  // warning; a method that does not apply (InputError) is skipped with its reason; any other
+  // exception is a programming error and propagates.
   UnitResult run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Device device, c10::ScalarType dtype, int64_t c,
                  int64_t b);
 
  private:
+  struct Unit;      // one unit's shared state and result (unit.cpp)
+  struct Computed;  // one method's directions
+
+  bool batch_statistics(Unit& x);         // false when the loss or gradients are not finite
+  void natural_gradient_reference(Unit& x);
+  Computed method_directions(Unit& x, int64_t m);
+  void score(Unit& x, int64_t m, const Computed& got);
   void warn(const std::string& what);
 
   const SweepOptions& o_;

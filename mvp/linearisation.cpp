@@ -28,21 +28,6 @@ std::vector<at::Tensor> grads_or_zeros(const at::Tensor& out, const std::vector<
 
 }  // namespace
 
-PerSampleEngine parse_per_sample_engine(const std::string& name) {
-  if (name == "auto") return PerSampleEngine::kAuto;
-  if (name == "taps") return PerSampleEngine::kTaps;
-  if (name == "loop") return PerSampleEngine::kLoop;
-  throw InputError(fmt::format("unknown per-sample engine '{}' (auto, taps, loop)", name));
-}
-
-JvpEngine parse_jvp_engine(const std::string& name) {
-  if (name == "auto") return JvpEngine::kAuto;
-  if (name == "forward") return JvpEngine::kForward;
-  if (name == "double-backward") return JvpEngine::kDoubleBackward;
-  if (name == "taps") return JvpEngine::kTaps;
-  throw InputError(fmt::format("unknown JVP engine '{}' (auto, forward, double-backward, taps)", name));
-}
-
 Linearisation::Linearisation(Model& model, std::vector<std::string> params, const Inputs& inputs,
                              LinearisationOptions options)
     : model_(model), layout_(model, std::move(params)), inputs_(inputs) {
@@ -133,6 +118,7 @@ at::Tensor Linearisation::jvp(const at::Tensor& v) {
       return jvp_forward(v);
     } catch (const std::exception& e) {  // c10::Error, or InputError from the model's forward
       if (!jvp_auto_) {
+        // The wording is asserted by tests/test_pytorch2.cpp (JvpProbe), flag names included.
         throw InputError(fmt::format("--jvp-engine forward: forward-mode AD failed on this model ({}); use "
                                      "--jvp-engine auto or double-backward",
                                      first_line(e.what())));

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "base/enum_table.h"
 #include "checkpoints/model.h"
 #include "mvp/param_layout.h"
 
@@ -52,8 +53,16 @@ struct TapGrads {
   int64_t sets = 0;
 };
 
-PerSampleEngine parse_per_sample_engine(const std::string& name);  // auto|taps|loop
-JvpEngine parse_jvp_engine(const std::string& name);               // auto|forward|double-backward
+inline constexpr EnumTable<PerSampleEngine, 3> kPerSampleEngines{
+    "per-sample engine",
+    {{{PerSampleEngine::kAuto, "auto"}, {PerSampleEngine::kTaps, "taps"}, {PerSampleEngine::kLoop, "loop"}}}};
+inline constexpr EnumTable<JvpEngine, 4> kJvpEngines{"JVP engine",
+                                                     {{{JvpEngine::kAuto, "auto"},
+                                                       {JvpEngine::kForward, "forward"},
+                                                       {JvpEngine::kDoubleBackward, "double-backward"},
+                                                       {JvpEngine::kTaps, "taps"}}}};
+inline PerSampleEngine parse_per_sample_engine(const std::string& name) { return kPerSampleEngines.parse(name); }
+inline JvpEngine parse_jvp_engine(const std::string& name) { return kJvpEngines.parse(name); }
 
 class Linearisation {
  public:

@@ -24,7 +24,7 @@ class CrossEntropy final : public Loss {
   void check(const at::Tensor& z, const at::Tensor& y) const override {
     if (y.is_floating_point()) {
       throw InputError("cross-entropy needs integer class targets, the data has floating-point targets "
-                       "(use --loss squared-error for regression)");
+                       "(the squared-error loss is for regression)");
     }
     if (z.dim() < 2 || y.sizes() != z.sizes().slice(0, z.dim() - 1)) {
       throw InputError(fmt::format("targets of shape {} do not fit logits of shape {} (expected {})",
@@ -111,7 +111,7 @@ class SquaredError final : public Loss {
   void check(const at::Tensor& z, const at::Tensor& y) const override {
     if (!y.is_floating_point()) {
       throw InputError("squared-error needs floating-point targets, the data has integer targets "
-                       "(use --loss cross-entropy for classification)");
+                       "(the cross-entropy loss is for classification)");
     }
     if (y.sizes() != z.sizes()) {
       throw InputError(fmt::format("targets of shape {} do not fit outputs of shape {}",
@@ -163,7 +163,7 @@ class BinaryCrossEntropy final : public Loss {
   void check(const at::Tensor& z, const at::Tensor& y) const override {
     if (!y.is_floating_point()) {
       throw InputError("binary-cross-entropy needs floating-point targets in [0, 1] (one per output unit), the data "
-                       "has integer targets (use --loss cross-entropy for class labels)");
+                       "has integer targets (the cross-entropy loss is for class labels)");
     }
     if (y.sizes() != z.sizes()) {
       throw InputError(fmt::format("targets of shape {} do not fit outputs of shape {} (binary-cross-entropy needs "
@@ -222,18 +222,20 @@ class BinaryCrossEntropy final : public Loss {
 }  // namespace
 
 std::unique_ptr<Loss> make_loss(const std::string& name) {
-  if (name == "cross-entropy") return std::make_unique<CrossEntropy>();
-  if (name == "squared-error") return std::make_unique<SquaredError>();
-  if (name == "binary-cross-entropy") return std::make_unique<BinaryCrossEntropy>();
-  throw InputError(fmt::format("unknown loss '{}' (cross-entropy, squared-error, binary-cross-entropy)", name));
+  switch (kLosses.parse(name)) {
+    case LossKind::kCrossEntropy: return std::make_unique<CrossEntropy>();
+    case LossKind::kSquaredError: return std::make_unique<SquaredError>();
+    case LossKind::kBinaryCrossEntropy: return std::make_unique<BinaryCrossEntropy>();
+  }
+  throw std::logic_error("make_loss: a loss kind without a class");
 }
 
 std::string resolve_loss_name(const std::string& requested, const std::string& hint, const at::Tensor& targets) {
   if (requested != "auto") return requested;
   if (!hint.empty()) return hint;
   // Never binary-cross-entropy: floating targets mean squared error unless the checkpoint
-  // or --loss says otherwise.
-  return targets.is_floating_point() ? "squared-error" : "cross-entropy";
+  // or the requested loss says otherwise.
+  return kLosses.text(targets.is_floating_point() ? LossKind::kSquaredError : LossKind::kCrossEntropy);
 }
 
 }  // namespace fisheval::mvp

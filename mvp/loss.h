@@ -14,6 +14,8 @@
 #include <memory>
 #include <string>
 
+#include "base/enum_table.h"
+
 namespace fisheval::mvp {
 
 class Loss {
@@ -46,7 +48,12 @@ class Loss {
 
 // "cross-entropy" (softmax, categorical likelihood), "squared-error" (½‖y − z‖², unit Gaussian)
 // or "binary-cross-entropy" (logistic, a Bernoulli per output unit: softplus(z) − y z).
-std::unique_ptr<Loss> make_loss(const std::string& name);
+enum class LossKind { kCrossEntropy, kSquaredError, kBinaryCrossEntropy };
+inline constexpr EnumTable<LossKind, 3> kLosses{"loss",
+                                                {{{LossKind::kCrossEntropy, "cross-entropy"},
+                                                  {LossKind::kSquaredError, "squared-error"},
+                                                  {LossKind::kBinaryCrossEntropy, "binary-cross-entropy"}}}};
+std::unique_ptr<Loss> make_loss(const std::string& name);  // InputError for a name not in kLosses
 
 // "auto" resolves from the checkpoint's hint, else from the targets' dtype (integer →
 // cross-entropy, floating → squared-error; binary-cross-entropy only by name or hint).

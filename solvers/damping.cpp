@@ -25,23 +25,6 @@ double parse_number(const std::string& text, const std::string& what) {
 
 }  // namespace
 
-DampingMode parse_damping_mode(const std::string& name) {
-  if (name == "absolute") return DampingMode::kAbsolute;
-  if (name == "relative") return DampingMode::kRelative;
-  throw InputError(fmt::format("unknown --damping-mode '{}' (absolute, relative)", name));
-}
-
-DampingReference parse_damping_reference(const std::string& name) {
-  if (name == "per-sample") return DampingReference::kPerSample;
-  if (name == "sf") return DampingReference::kSampled;
-  throw InputError(fmt::format("unknown --damping-reference '{}' (per-sample, sf)", name));
-}
-
-std::string to_string(DampingMode mode) { return mode == DampingMode::kAbsolute ? "absolute" : "relative"; }
-std::string to_string(DampingReference reference) {
-  return reference == DampingReference::kPerSample ? "per-sample" : "sf";
-}
-
 double damping_scale(DampingMode mode, DampingReference reference, BatchState& state) {
   if (mode == DampingMode::kAbsolute) return 1.0;
   const auto& C = reference == DampingReference::kPerSample ? state.gram() : state.sampled_gram();
@@ -53,11 +36,11 @@ std::vector<double> log_grid(const std::string& spec) {
   std::stringstream in(spec);
   std::string item;
   while (std::getline(in, item, ':')) parts.push_back(item);
-  if (parts.size() != 3) throw InputError(fmt::format("--damping-grid '{}' must be START:STOP:COUNT", spec));
-  const double start = parse_number(parts[0], "--damping-grid"), stop = parse_number(parts[1], "--damping-grid");
-  const double count = parse_number(parts[2], "--damping-grid");
+  if (parts.size() != 3) throw InputError(fmt::format("damping grid '{}' must be START:STOP:COUNT", spec));
+  const double start = parse_number(parts[0], "damping grid"), stop = parse_number(parts[1], "damping grid");
+  const double count = parse_number(parts[2], "damping grid");
   if (!(start > 0 && stop > 0) || count < 1 || count != std::floor(count)) {
-    throw InputError(fmt::format("--damping-grid '{}': START and STOP must be positive, COUNT a positive integer",
+    throw InputError(fmt::format("damping grid '{}': START and STOP must be positive, COUNT a positive integer",
                                  spec));
   }
   std::vector<double> out;
@@ -75,11 +58,11 @@ std::vector<double> parse_damping_list(const std::string& spec) {
   std::string item;
   while (std::getline(in, item, ',')) {
     if (item.empty()) continue;
-    const double v = parse_number(item, "--damping");
-    if (!(v >= 0) || !std::isfinite(v)) throw InputError(fmt::format("--damping: {} must be finite and ≥ 0", item));
+    const double v = parse_number(item, "damping list");
+    if (!(v >= 0) || !std::isfinite(v)) throw InputError(fmt::format("damping {} must be finite and ≥ 0", item));
     out.push_back(v);
   }
-  if (out.empty()) throw InputError("--damping: no values given");
+  if (out.empty()) throw InputError("no damping values given");
   return out;
 }
 

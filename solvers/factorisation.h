@@ -6,18 +6,15 @@
 //   full  the d×d eigendecomposition of M;
 //   thin  always from the m×m Gram matrix (for tests).
 #pragma once
+#include "base/enum_table.h"
 
 namespace fisheval::solvers {
 
 enum class Factorisation { kAuto, kFull, kThin };
 
-inline const char* factorisation_name(Factorisation f) {
-  switch (f) {
-    case Factorisation::kAuto: return "auto";
-    case Factorisation::kFull: return "full";
-    case Factorisation::kThin: return "thin";
-  }
-  return "?";
-}
+inline constexpr EnumTable<Factorisation, 3> kFactorisations{
+    "factorisation", {{{Factorisation::kAuto, "auto"}, {Factorisation::kFull, "full"}, {Factorisation::kThin, "thin"}}}};
+
+inline const char* factorisation_name(Factorisation f) { return kFactorisations.text(f); }
 
 }  // namespace fisheval::solvers

@@ -17,12 +17,6 @@ const char* status_name(SolveStatus s) {
   return "?";
 }
 
-SingularPolicy parse_singular_policy(const std::string& name) {
-  if (name == "pinv") return SingularPolicy::kPseudoInverse;
-  if (name == "error") return SingularPolicy::kError;
-  throw InputError(fmt::format("unknown --singular policy '{}' (pinv, error)", name));
-}
-
 std::pair<at::Tensor, int64_t> pinv_apply(const at::Tensor& values, const at::Tensor& vectors, const at::Tensor& rhs,
                                           int power) {
   const double top = values.numel() ? values.abs().max().item<double>() : 0.0;
@@ -68,9 +62,10 @@ GramSolution solve_damped_gram(const at::Tensor& C, const at::Tensor& weights, d
   out.min_eigenvalue = values.min().item<double>();
   out.status = SolveStatus::kPseudoInverse;
   if (policy == SingularPolicy::kError) {
-    throw Error(fmt::format("{} is singular at damping {:g} (rank {} of {}, smallest eigenvalue {:.3g}); "
-                            "use a positive damping, or --singular pinv for the pseudo-inverse (the λ→0 limit)",
-                            what, lambda, rank, n, out.min_eigenvalue));
+    throw SingularSystemError(fmt::format("{} is singular at damping {:g} (rank {} of {}, smallest eigenvalue {:.3g}); "
+                                          "use a positive damping, or the pinv policy for the pseudo-inverse (the "
+                                          "λ→0 limit)",
+                                          what, lambda, rank, n, out.min_eigenvalue));
   }
   return out;
 }

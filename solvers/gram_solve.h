@@ -5,11 +5,14 @@
 // pseudo-inverse (eigenvalues below 1e-12·σ_max dropped). For the Woodbury forms
 // Jᵀ(C + λD)⁻¹b this pseudo-inverse is the λ → 0⁺ limit, so it is the right answer, not
 // a guess; it is still reported (status kPseudoInverse) and, with
-// SingularPolicy::kError, refused with a clear message.
+// SingularPolicy::kError, refused with a clear message (SingularSystemError).
 #pragma once
 #include <ATen/core/Tensor.h>
 
 #include <string>
+
+#include "base/enum_table.h"
+#include "base/error.h"
 
 namespace fisheval::solvers {
 
@@ -26,7 +29,9 @@ const char* status_name(SolveStatus s);
 inline constexpr double kPseudoInverseRcond = 1e-12;
 
 enum class SingularPolicy { kPseudoInverse, kError };
-SingularPolicy parse_singular_policy(const std::string& name);  // pinv|error
+inline constexpr EnumTable<SingularPolicy, 2> kSingularPolicies{
+    "singular policy", {{{SingularPolicy::kPseudoInverse, "pinv"}, {SingularPolicy::kError, "error"}}}};
+inline SingularPolicy parse_singular_policy(const std::string& name) { return kSingularPolicies.parse(name); }
 
 struct GramSolution {
   at::Tensor x;  // float64

@@ -30,7 +30,7 @@ struct KronBatch {
     loss = mvp::make_loss(loss_name(f.loss));
     lin = std::make_unique<mvp::Linearisation>(*f.model, f.params, f.batch.inputs);
     state = std::make_unique<solvers::BatchState>(*lin, *loss, f.batch.targets,
-                                                  solvers::BatchStateOptions{mc_samples, seed, 0.0});
+                                                  solvers::BatchStateOptions{.mc_samples = mc_samples, .seed = seed, .dedup_cosine = 0.0});
   }
 
   solvers::Direction direction(const std::string& method, double lambda, solvers::MethodOptions options = {}) {

@@ -29,7 +29,7 @@ class SolverTest : public testing::TestWithParam<std::string> {
     loss_ = mvp::make_loss(loss_name(f_.loss));
     lin_ = std::make_unique<mvp::Linearisation>(*f_.model, f_.params, f_.batch.inputs);
     state_ = std::make_unique<solvers::BatchState>(*lin_, *loss_, f_.batch.targets,
-                                                   solvers::BatchStateOptions{mc_samples, 42, 0.0});
+                                                   solvers::BatchStateOptions{.mc_samples = mc_samples, .seed = 42, .dedup_cosine = 0.0});
     J_ = oracle::per_sample_grads(*f_.model, f_.params, f_.batch, f_.loss);
     g_ = J_.sum(0);
     F_ = oracle::fisher(*f_.model, f_.params, f_.batch, f_.loss);
@@ -219,7 +219,7 @@ TEST(SolverEdgeCases, DuplicateSamplesMakeTheGramSingular) {
   const auto tiny = solvers::make_method("ief", options)->direction(state, 1e-9);
   EXPECT_LT(rel_err(d0.d, tiny.d), 1e-5);
   // With the duplicate filter on, the duplicate is dropped and the solve is exact.
-  solvers::BatchState dedup(lin, *loss, f.batch.targets, {1, 0, 0.95});
+  solvers::BatchState dedup(lin, *loss, f.batch.targets, {.mc_samples = 1, .seed = 0, .dedup_cosine = 0.95});
   EXPECT_EQ(dedup.kept().numel(), 3);
   EXPECT_EQ(solvers::make_method("ief", options)->direction(dedup, 0.0).status, solvers::SolveStatus::kExact);
   // --singular error refuses with a clear message.
@@ -236,7 +236,7 @@ TEST(SolverEdgeCases, RelativeDampingUsesTheLargestPerSampleGradientNorm) {
   auto f = load_fixture("mlp_tanh_ce", 6);
   const auto loss = mvp::make_loss("cross-entropy");
   mvp::Linearisation lin(*f.model, f.params, f.batch.inputs);
-  solvers::BatchState state(lin, *loss, f.batch.targets, {3, 5, 0.0});
+  solvers::BatchState state(lin, *loss, f.batch.targets, {.mc_samples = 3, .seed = 5, .dedup_cosine = 0.0});
   const auto J = oracle::per_sample_grads(*f.model, f.params, f.batch, true);
   EXPECT_DOUBLE_EQ(solvers::damping_scale(solvers::DampingMode::kAbsolute, solvers::DampingReference::kPerSample, state), 1.0);
   EXPECT_NEAR(solvers::damping_scale(solvers::DampingMode::kRelative, solvers::DampingReference::kPerSample, state),

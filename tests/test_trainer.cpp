@@ -103,7 +103,7 @@ TEST_P(NgdStepTest, StepIsMinusLrTimesTheSolversDirection) {
   {
     mvp::Linearisation lin(*ref, params, b.inputs);
     const auto loss = mvp::make_loss("cross-entropy");
-    solvers::BatchState state(lin, *loss, b.targets, {1, batch_seed(7, step), 0});
+    solvers::BatchState state(lin, *loss, b.targets, {.mc_samples = 1, .seed = batch_seed(7, step), .dedup_cosine = 0});
     d = solvers::make_method(c.optimiser, {})->direction(state, lambda).d;
   }
   OptimiserOptions o;
@@ -163,7 +163,7 @@ TEST(LayerwiseOptimisers, FirstStepIsTheEvaluationsDirection) {
     {
       mvp::Linearisation lin(*ref, params, b.inputs);
       const auto loss = mvp::make_loss("cross-entropy");
-      solvers::BatchState state(lin, *loss, b.targets, {1, batch_seed(7, step), 0});
+      solvers::BatchState state(lin, *loss, b.targets, {.mc_samples = 1, .seed = batch_seed(7, step), .dedup_cosine = 0});
       solvers::MethodOptions mo;
       mo.shampoo_epsilon = eps;
       double lambda = 0;

@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "eval/build_info.h"
+#include "eval/error_text.h"
 #include "eval/cli/cli.h"
 
 namespace fisheval::cli {
@@ -76,10 +77,10 @@ int main(int argc, char** argv) {
     try {
       return c.run(args);
     } catch (const InputError& e) {
-      std::cerr << "fisheval " << name << ": error: " << e.what() << "\n";
+      std::cerr << "fisheval " << name << ": error: " << error_text(e) << "\n";
       return cli::kExitBadInput;
     } catch (const Error& e) {
-      std::cerr << "fisheval " << name << ": error: " << e.what() << "\n";
+      std::cerr << "fisheval " << name << ": error: " << error_text(e) << "\n";
       return cli::kExitFailure;
     } catch (const c10::Error& e) {
       const std::string what = e.what();

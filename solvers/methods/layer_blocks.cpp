@@ -50,7 +50,7 @@ Direction LayerBlockMethod::solve(BatchState& state, double damping) {
     out.remainder = rest.to(g.scalar_type());
     dropped = dropped || lost;
   }
-  if (dropped && policy_ == SingularPolicy::kError) throw Error(singular_message(damping), "singular", "pinv");
+  if (dropped && policy_ == SingularPolicy::kError) throw SingularSystemError(singular_message(damping));
   out.status = dropped ? SolveStatus::kPseudoInverse : SolveStatus::kExact;
   return out;
 }

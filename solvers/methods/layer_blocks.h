@@ -47,8 +47,7 @@ class LayerBlockMethod : public UpdateMethod {
   // out (float64; undefined when there are none); sets lost when an entry was dropped.
   virtual at::Tensor solve_uncovered(BatchState& state, const kron::BlockPlan& plan, const at::Tensor& g64,
                                      double damping, bool& lost) = 0;
-  // The refusal under the `error` singular policy (the setting "singular" and its value
-  // "pinv" are attached to the error).
+  // The refusal under the `error` singular policy (thrown as a SingularSystemError).
   virtual std::string singular_message(double damping) const = 0;
 
   Direction solve(BatchState& state, double damping) final;
