@@ -14,6 +14,7 @@
 #include "checkpoints/load.h"
 #include "eval/progress.h"
 #include "eval/summary.h"
+#include "eval/sweep_options.h"
 #include "eval/sweep.h"
 #include "eval/trainer.h"
 #include "reports/results.h"
@@ -22,13 +23,8 @@
 namespace fs = std::filesystem;
 
 namespace fisheval {
-namespace {
 
-// The registered methods that apply to the first checkpoint, decided up front from what
-// each needs (its registry entry): the dense Fisher only up to --dense-max-params, layer
-// taps only on a model whose selected parameters have tapped layers. The rest are left out
-// with their reason.
-std::vector<std::string> usable_methods(const SweepOptions& s, std::vector<std::string>& skipped) {
+std::vector<std::string> demo_methods(const SweepOptions& s, std::vector<std::string>& skipped) {
   auto model = load_model(s.checkpoints.front().path);
   const auto params = select_parameters(*model, s.params);
   const int64_t P = count_parameters(*model, params);
@@ -51,8 +47,6 @@ std::vector<std::string> usable_methods(const SweepOptions& s, std::vector<std::
   }
   return usable;
 }
-
-}  // namespace
 
 DemoSummary run_demo(const DemoOptions& d, std::ostream& out) {
   DemoSummary summary;
@@ -97,7 +91,7 @@ DemoSummary run_demo(const DemoOptions& d, std::ostream& out) {
   s.output.metadata["command_line"] = d.command_line;
   s.output.metadata["config"] = fmt::format("demo: {} trained with ief for {} epoch(s); series {}", d.model, d.epochs,
                                      summary.series);
-  s.methods = usable_methods(s, summary.skipped);
+  s.methods = demo_methods(s, summary.skipped);
   summary.methods = s.methods;
   if (s.methods.empty()) throw Error("no update method runs on the demo model");
   Progress note("demo", 0, d.progress);

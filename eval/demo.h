@@ -1,8 +1,8 @@
 // The one-command demo: train the default model on Fashion-MNIST with iEF for a few
 // epochs (about five stages), score every update method that exists (whatever
-// solvers::list_methods() returns, each checked on one batch first so a method that
-// cannot run on the model is left out with a note, not a failure) over a damping grid
-// and several batches per stage, write the HDF5 results and print the summary table.
+// solvers::list_methods() returns, less those whose needs the model cannot meet, decided
+// up front and left out with a note, not a failure) over a damping grid and several
+// batches per stage, write the HDF5 results and print the summary table.
 //
 // OUT/series/    the checkpoint series (manifest.csv, curve.csv, step_*.pt)
 // OUT/results.h5 the sweep's results
@@ -38,6 +38,13 @@ struct DemoSummary {
   int64_t checkpoints_failed = 0;
   double train_seconds = 0, eval_seconds = 0;
 };
+
+struct SweepOptions;
+// The registered methods the demo evaluates on the sweep's first checkpoint, from each
+// method's needs (MethodInfo::needs): the dense Fisher only up to dense_max_params, layer
+// taps only when a selected parameter has a tapped layer; the others in `skipped` as
+// "name: why".
+std::vector<std::string> demo_methods(const SweepOptions& s, std::vector<std::string>& skipped);
 
 // Writes the table to `out` (and OUT/summary.txt).
 DemoSummary run_demo(const DemoOptions& options, std::ostream& out);

@@ -111,7 +111,8 @@ class KroneckerMethod final : public LayerBlockMethod {
     const auto& A = (*f.in)[i];
     const auto D = f.values ? (*f.values)[i] : torch::outer(B.values, A.values);
     auto [X, lost] = kron::eigenbasis_scale(D, rotated, damping);
-    BlockScale s{X};
+    BlockScale s;
+    s.X = X;
     s.lost = lost;
     if (A.thin() || B.thin()) {
       const double c = damping > 0 ? 1.0 / damping : 0.0;

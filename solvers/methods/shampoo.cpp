@@ -106,7 +106,8 @@ class ShampooMethod final : public LayerBlockMethod {
     const double shift_r = damping + epsilon_ * top_value(R.values);
     const auto [li, lost_l] = inverse_power(L.values, shift_l, power_);
     const auto [ri, lost_r] = inverse_power(R.values, shift_r, power_);
-    BlockScale s{rotated * torch::outer(li, ri)};
+    BlockScale s;
+    s.X = rotated * torch::outer(li, ri);
     s.lost = lost_l || lost_r;
     if (L.thin() || R.thin()) {
       const double a = L.thin() && shift_l > 0 ? std::pow(shift_l, -power_) : 0.0;
