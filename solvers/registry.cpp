@@ -42,29 +42,79 @@ const std::vector<Entry>& registry() {
   return entries;
 }
 
+// TEMPORARY (refactor-c, until the lead's registry values land): the styles of
+// reports/report.cpp's method_colour and scripts/plot_results.py's METHOD_STYLE /
+// METHOD_LABEL / MARKERS / method_linewidth / method_alpha, the reference flags, and the
+// needs of each method class's needs().
+std::vector<Entry> with_temporary_values(std::vector<Entry> entries) {
+  struct Style {
+    const char *name, *label, *colour, *linestyle, *marker;
+  };
+  static const Style styles[] = {
+      {"sgd", "SGD", "#4d4d4d", ":", ""},
+      {"ef", "EF", "#d62728", "-", "v"},
+      {"ief", "iEF", "#1f77b4", "-", "o"},
+      {"ief-param", "iEF (param. damping)", "#6baed6", "--", "D"},
+      {"sf", "SF", "#2ca02c", "-", "s"},
+      {"ng-cg", "NG (CG)", "#000000", "--", ""},
+      {"ng-dense", "NG (dense)", "#8c6d31", "--", ""},
+      {"kfac", "KFAC", "#ff7f0e", "-", "^"},
+      {"kfac-exact", "KFAC (exact B)", "#e6ab02", "--", "<"},
+      {"ekfac", "eKFAC", "#9467bd", "-", ">"},
+      {"iekfac", "ieKFAC", "#17becf", "-", "P"},
+      {"kfe", "KFE (EKFAC)", "#bcbd22", "-", "X"},
+      {"shampoo", "Shampoo", "#e377c2", "-", "h"},
+      {"fim-shampoo", "FIM-Shampoo", "#8c564b", "-", "H"},
+      {"fishy", "Fishy", "#7b4173", "-.", "*"},
+      {"fishy-classifier", "Fishy classifier", "#a55194", ":", "p"},
+  };
+  for (auto& e : entries) {
+    for (const auto& s : styles) {
+      if (e.info.name != s.name) continue;
+      e.info.label = s.label;
+      e.info.colour = s.colour;
+      e.info.linestyle = s.linestyle;
+      e.info.marker = s.marker;
+    }
+    if (e.info.name == "ng-cg") {  // drawn wide and pale under ng-dense, which it often coincides with
+      e.info.linewidth = 3.6;
+      e.info.alpha = 0.45;
+      e.info.records_residuals = true;
+    }
+    e.info.reference = e.info.name == "ng-cg" || e.info.name == "ng-dense";
+    e.info.needs = e.make(MethodOptions{})->needs();
+  }
+  return entries;
+}
+
+const std::vector<Entry>& registry_entries() {
+  static const std::vector<Entry> entries = with_temporary_values(registry());
+  return entries;
+}
+
 }  // namespace
 
 std::unique_ptr<UpdateMethod> make_method(const std::string& name, const MethodOptions& options) {
-  for (const auto& e : registry()) {
+  for (const auto& e : registry_entries()) {
     if (e.info.name == name) return e.make(options);
   }
   std::vector<std::string> names;
-  for (const auto& e : registry()) names.push_back(e.info.name);
+  for (const auto& e : registry_entries()) names.push_back(e.info.name);
   throw InputError(fmt::format("unknown method '{}' (available: {})", name, fmt::join(names, ", ")));
 }
 
 const MethodInfo& method_info(const std::string& name) {
-  for (const auto& e : registry()) {
+  for (const auto& e : registry_entries()) {
     if (e.info.name == name) return e.info;
   }
   std::vector<std::string> names;
-  for (const auto& e : registry()) names.push_back(e.info.name);
+  for (const auto& e : registry_entries()) names.push_back(e.info.name);
   throw InputError(fmt::format("unknown method '{}' (available: {})", name, fmt::join(names, ", ")));
 }
 
 std::vector<MethodInfo> list_methods() {
   std::vector<MethodInfo> out;
-  for (const auto& e : registry()) out.push_back(e.info);
+  for (const auto& e : registry_entries()) out.push_back(e.info);
   return out;
 }
 
