@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "base/method_info.h"
+
 namespace fisheval::cli {
 
 namespace po = boost::program_options;
@@ -31,6 +33,10 @@ const std::vector<Command>& commands();
 bool parse(const std::string& command, const std::string& usage, po::options_description& options,
            const po::positional_options_description& positional, const std::vector<std::string>& args,
            po::variables_map& vm);
+
+// The method registry as `fisheval methods --json` prints it: a JSON array, one object per
+// method in registry order with every MethodInfo field (needs as the list of need_names).
+std::string methods_json(const std::vector<MethodInfo>& methods);
 
 // --read-timeout (eval, show, merge, report): the time limit of the guarded first read of
 // each data, result or resume-part file (checkpoints/crash_guard.h); apply after parse().

@@ -77,6 +77,7 @@ int run_report(const std::vector<std::string>& args) {
   in.result = &result;
   in.tables = &tables;
   in.generated_by = command_line();
+  in.methods = solvers::list_methods();
   in.figures = read_figure_manifest((fs::path(dir) / "figures-results.tsv").string());
   if (!vm["no-toy"].as<bool>()) {
     const auto toy_file = (fs::path(dir) / "toy.h5").string();
