@@ -31,6 +31,7 @@ struct MethodInfo {
   std::string marker = "o";       // matplotlib marker of its curves ("" for none)
   double linewidth = 1.8;         // points; wide and pale (alpha < 1) to stay visible under a coinciding curve
   double alpha = 1.0;
+  bool damped = true;             // false: the damping axis does not apply (sgd: one direction for every λ)
   bool reference = false;         // an exact natural-gradient solve (γ/γ_ng's candidates, in registry order)
   bool records_residuals = false; // iterative: its directions carry a residual history (cg_residual_history)
   unsigned needs = kNeedsGradient;  // Need flags: what it takes from the batch
@@ -38,5 +39,10 @@ struct MethodInfo {
 
 // The names of the Need flags set in `needs`, in flag order ("gradient", "per-sample-gradients", ...).
 std::vector<std::string> need_names(unsigned needs);
+
+// The entries as `fisheval methods --json` prints them (what scripts/plot_results.py reads
+// for its styles): a JSON array in registry order, every field of each entry, needs as the
+// list of need_names.
+std::string methods_json(const std::vector<MethodInfo>& methods);
 
 }  // namespace fisheval

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "base/atomic_file.h"
 #include "checkpoints/archive_check.h"
 #include "base/error.h"
 #include "checkpoints/models/builtin.h"
@@ -345,14 +346,7 @@ void save_native_checkpoint(const NativeModel& model, const std::string& path, c
   root.insert("notes", notes);
 
   const auto bytes = torch::pickle_save(root);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(fmt::format("cannot write checkpoint '{}': {}", path, std::strerror(errno)));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out.flush()) throw Error(fmt::format("cannot write checkpoint '{}' (disk full?)", path));
-  }
-  std::filesystem::rename(tmp, path);
+  write_file_atomically(path, std::string_view(bytes.data(), bytes.size()));
 }
 
 std::unique_ptr<NativeModel> load_native_checkpoint(const std::string& path, NativeCheckpointInfo* info) {

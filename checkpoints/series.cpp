@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "base/atomic_file.h"
 #include "base/error.h"
 
 namespace fs = std::filesystem;
@@ -121,27 +122,22 @@ void write_manifest(const std::string& manifest_path, const std::vector<Checkpoi
     for (const auto& kv : e.extra) extra_cols.insert(kv.first);
   }
   const fs::path base = fs::path(manifest_path).parent_path();
-  const std::string tmp = manifest_path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) throw Error(fmt::format("cannot write manifest '{}'", manifest_path));
-    out << "path,step";
-    for (const auto& c : extra_cols) out << "," << c;
-    out << "\n";
-    for (const auto& e : entries) {
-      fs::path p(e.path);
-      const auto rel = fs::relative(p, base.empty() ? fs::path(".") : base);
-      const std::string shown = (!rel.empty() && rel.string().rfind("..", 0) != 0) ? rel.string() : p.string();
-      out << shown << "," << e.step;
-      for (const auto& c : extra_cols) {
-        const auto it = e.extra.find(c);
-        out << "," << (it == e.extra.end() ? "" : it->second);
-      }
-      out << "\n";
+  std::ostringstream out;
+  out << "path,step";
+  for (const auto& c : extra_cols) out << "," << c;
+  out << "\n";
+  for (const auto& e : entries) {
+    fs::path p(e.path);
+    const auto rel = fs::relative(p, base.empty() ? fs::path(".") : base);
+    const std::string shown = (!rel.empty() && rel.string().rfind("..", 0) != 0) ? rel.string() : p.string();
+    out << shown << "," << e.step;
+    for (const auto& c : extra_cols) {
+      const auto it = e.extra.find(c);
+      out << "," << (it == e.extra.end() ? "" : it->second);
     }
-    if (!out.flush()) throw Error(fmt::format("cannot write manifest '{}' (disk full?)", manifest_path));
+    out << "\n";
   }
-  fs::rename(tmp, manifest_path);
+  write_file_atomically(manifest_path, out.str());
 }
 
 }  // namespace fisheval

@@ -219,7 +219,7 @@ BenchReport run_bench(const BenchOptions& o) {
   add("shared per-batch work (g, C, Ĵ, ĴĴᵀ, Ĵg, output-unit taps)", measure(R, device, none, [&](int) { prepared(); }));
   for (const auto& name : methods) {
     auto method = solvers::make_method(name, {});
-    const int64_t count = method->damped() ? K : 1;
+    const int64_t count = solvers::method_info(method->name()).damped ? K : 1;
     add(fmt::format("method {}: {} direction(s) + indicator", name, count), measure(R, device, prepared, [&](Prepared& p) {
           const double scale = p.state->gram().diagonal().max().item<double>();
           std::vector<solvers::Direction> dirs;

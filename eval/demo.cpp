@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/atomic_file.h"
 #include "base/text.h"
 #include "base/error.h"
 #include "checkpoints/load.h"
@@ -104,10 +105,7 @@ DemoSummary run_demo(const DemoOptions& d, std::ostream& out) {
   // 3. The summary table (fisheval show), printed and kept beside the results.
   std::ostringstream table;
   print_summary(table, read_result_file(summary.results), summary.results, "gamma_rel_sgd");
-  {
-    std::ofstream file(summary.summary);
-    file << table.str();
-  }
+  write_file_atomically(summary.summary, table.str());
   out << table.str();
   return summary;
 }

@@ -135,7 +135,7 @@ ToyResult run_toy(const ToyOptions& o) {
   r.field.assign(M * G * G * 2, kNaN);
   r.field_status.assign(M * G * G, -1);
   for (int64_t m = 0; m < M; ++m) {
-    const double lambda = methods[m]->damped() ? o.damping : 0.0;
+    const double lambda = solvers::method_info(methods[m]->name()).damped ? o.damping : 0.0;
     for (int64_t i = 0; i < G; ++i) {
       for (int64_t j = 0; j < G; ++j) {
         const auto dir = direction_at(*methods[m], *loss, batch, r.theta0[j], r.theta1[i], lambda);
@@ -151,7 +151,7 @@ ToyResult run_toy(const ToyOptions& o) {
   r.trajectory.assign(M * S * (T + 1) * 2, kNaN);
   r.trajectory_loss.assign(M * S * (T + 1), kNaN);
   for (int64_t m = 0; m < M; ++m) {
-    const double lambda = methods[m]->damped() ? o.damping : 0.0;
+    const double lambda = solvers::method_info(methods[m]->name()).damped ? o.damping : 0.0;
     for (int64_t s = 0; s < S; ++s) {
       double t0 = o.starts[s][0], t1 = o.starts[s][1];
       for (int64_t t = 0; t <= T; ++t) {
@@ -174,9 +174,7 @@ void write_toy_file(const std::string& path, const ToyResult& r, const std::map<
   const auto& o = r.options;
   const int64_t G = o.grid, M = static_cast<int64_t>(o.methods.size()), S = static_cast<int64_t>(o.starts.size());
   const int64_t T = o.steps;
-  const std::string tmp = path + ".tmp";
-  try {
-    auto file = h5::create_in_memory(tmp);
+  h5::write_file(path, [&](H5::H5File& file) {
     h5::write_attr(file, "fisheval_kind", std::string("toy"));
     h5::write_attr(file, "problem",
                    std::string("f(x) = theta0 + theta1*x; data (x, y) = (0, 0), (1, 0); squared error "
@@ -201,16 +199,7 @@ void write_toy_file(const std::string& path, const ToyResult& r, const std::map<
     h5::write_array(file, "trajectory", {{M, S, T + 1, 2}, r.trajectory}, false,
                     "θ after each update θ ← θ − η d [method, start, step, (θ₀, θ₁)]; NaN after a divergence");
     h5::write_array(file, "trajectory_loss", {{M, S, T + 1}, r.trajectory_loss}, false, "L(θ) along each trajectory");
-    h5::save(file, tmp);
-    file.close();
-  } catch (const H5::Exception& e) {
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    throw Error(fmt::format("cannot write '{}': {}", path, e.getDetailMsg()));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error(fmt::format("cannot rename '{}' to '{}': {}", tmp, path, ec.message()));
+  });
 }
 
 }  // namespace fisheval

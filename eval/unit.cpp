@@ -239,7 +239,7 @@ UnitRunner::Computed UnitRunner::method_directions(Unit& x, int64_t m) {
   auto& method = *methods_[m];
   const auto& lambda = x.u.values["damping_effective"];
   Computed out;
-  out.count = method.damped() ? info_.num_dampings() : 1;
+  out.count = solvers::method_info(method.name()).damped ? info_.num_dampings() : 1;
   out.seconds.assign(out.count, 0.0);
   // The directions of the dampings `js`; false when the method does not apply to this checkpoint.
   const auto attempt = [&](const std::vector<int64_t>& js) {

@@ -1,6 +1,5 @@
 #include "reports/h5.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <unistd.h>
@@ -8,8 +7,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include <filesystem>
 #include <limits>
+#include <string_view>
 
+#include "base/atomic_file.h"
 #include "base/error.h"
 #include "base/limits.h"
 
@@ -102,7 +104,10 @@ H5::H5File create_in_memory(const std::string& path) {
   }
 }
 
-void save(H5::H5File& file, const std::string& path) {
+namespace {
+
+// The bytes of an in-memory HDF5 file (what the disk file would hold).
+std::vector<char> file_image(H5::H5File& file, const std::string& path) {
   file.flush(H5F_SCOPE_GLOBAL);
   const ssize_t size = H5Fget_file_image(file.getId(), nullptr, 0);
   if (size < 0) throw Error(fmt::format("cannot serialise HDF5 file '{}'", path));
@@ -110,23 +115,33 @@ void save(H5::H5File& file, const std::string& path) {
   if (H5Fget_file_image(file.getId(), image.data(), image.size()) != size) {
     throw Error(fmt::format("cannot serialise HDF5 file '{}'", path));
   }
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw Error(fmt::format("cannot create '{}': {}", path, std::strerror(errno)));
-  size_t done = 0;
-  while (done < image.size()) {
-    const ssize_t n = ::write(fd, image.data() + done, image.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = n < 0 ? errno : ENOSPC;
-      ::close(fd);
-      throw Error(fmt::format("writing '{}' failed after {} of {} bytes: {}", path, done, image.size(),
-                              std::strerror(err)));
-    }
-    done += static_cast<size_t>(n);
+  return image;
+}
+
+}  // namespace
+
+void save(H5::H5File& file, const std::string& path) {
+  const auto image = file_image(file, path);
+  write_file_atomically(path, std::string_view(image.data(), image.size()));
+}
+
+void write_file(const std::string& path, const std::function<void(H5::H5File&)>& fill) {
+  std::vector<char> image;
+  const auto fail = [&](const std::string& why) {
+    auto folder = std::filesystem::path(path).parent_path().string();
+    throw Error(fmt::format("cannot write '{}': {}{}", path, why, write_failure_hint(folder.empty() ? "." : folder)));
+  };
+  try {
+    auto file = create_in_memory(atomic_temp_path(path));
+    fill(file);
+    image = file_image(file, path);
+    file.close();
+  } catch (const H5::Exception& e) {
+    fail(e.getDetailMsg());
+  } catch (const Error& e) {
+    fail(e.what());
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    throw Error(fmt::format("flushing '{}' to the disk failed: {}", path, std::strerror(errno)));
-  }
+  write_file_atomically(path, std::string_view(image.data(), image.size()));
 }
 
 void write_array(H5::H5File& file, const std::string& name, const Array& a, bool as_int64,

@@ -4,6 +4,7 @@
 #include <H5Cpp.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,8 +23,12 @@ uint64_t checked_bytes(const std::vector<int64_t>& shape, uint64_t element_size)
 H5::H5File open_read(const std::string& path);
 // An HDF5 file held in memory: nothing reaches `path` until save(file, path) writes it.
 H5::H5File create_in_memory(const std::string& path);
-// Writes the in-memory file to `path` (write, fsync); Error with the system's reason on failure.
+// Writes the in-memory file to `path` atomically (base/atomic_file.h); Error with the
+// system's reason on failure.
 void save(H5::H5File& file, const std::string& path);
+// Builds a file in memory with `fill` and writes it to `path` atomically. Error "cannot
+// write 'PATH': <why>; <hint>" when HDF5, `fill` or the disk fails; the old file stays.
+void write_file(const std::string& path, const std::function<void(H5::H5File&)>& fill);
 
 void write_array(H5::H5File& file, const std::string& name, const Array& a, bool as_int64,
                  const std::string& description = "");

@@ -10,7 +10,9 @@
 #include <numeric>
 #include <sstream>
 
+#include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/text.h"
 
 namespace fs = std::filesystem;
 
@@ -58,26 +60,6 @@ std::string html_escape(const std::string& s) {
   return out;
 }
 
-std::string json_escape(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char ch : s) {
-    switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (ch < 0x20) {
-          out += fmt::format("\\u{:04x}", ch);
-        } else {
-          out += static_cast<char>(ch);
-        }
-    }
-  }
-  return out + "\"";
-}
-
 std::string json_number(double v) { return std::isfinite(v) ? fmt::format("{:.17g}", v) : "null"; }
 
 std::string json_stats(const MeanStd& s) {
@@ -99,24 +81,6 @@ std::string setting(const ResultFile& r, const std::string& key) {
   if (const auto it = r.info.settings.find(key); it != r.info.settings.end()) return it->second;
   if (const auto it = r.metadata.find(key); it != r.metadata.end()) return it->second;
   return "";
-}
-
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(fmt::format("cannot write '{}' (no permission?)", tmp));
-    out << text;
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw Error(fmt::format("cannot write '{}' (disk full?)", tmp));
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw Error(fmt::format("cannot rename '{}' to '{}': {}", tmp, path, ec.message()));
 }
 
 constexpr const char* kStyle = R"(
@@ -144,19 +108,39 @@ code { font-family: ui-monospace, monospace; font-size: 0.95em; }
 details { margin: 0.6em 0; }
 )";
 
-// Colours of the methods (the same map as scripts/plot_results.py) for the table swatches.
-std::string method_colour(const std::string& m) {
-  static const std::map<std::string, std::string> colours = {
-      {"sgd", "#4d4d4d"},     {"ef", "#d62728"},          {"ief", "#1f77b4"},   {"ief-param", "#6baed6"},
-      {"sf", "#2ca02c"},      {"ng-cg", "#000000"},       {"ng-dense", "#8c6d31"}, {"kfac", "#ff7f0e"},
-      {"kfac-exact", "#e6ab02"}, {"ekfac", "#9467bd"},    {"iekfac", "#17becf"}, {"kfe", "#bcbd22"},
-      {"shampoo", "#e377c2"}, {"fim-shampoo", "#8c564b"}, {"fishy", "#7b4173"},
-      {"fishy-classifier", "#a55194"}};
-  const auto it = colours.find(m);
-  return it == colours.end() ? "#999999" : it->second;
+// The registry entry of `name` among `methods` (nullptr for a name this build does not
+// know, e.g. in an old file).
+const MethodInfo* find_method_info(const std::vector<MethodInfo>& methods, const std::string& name) {
+  for (const auto& m : methods) {
+    if (m.name == name) return &m;
+  }
+  return nullptr;
 }
 
-bool is_exact_reference(const std::string& method) { return method == "ng-cg" || method == "ng-dense"; }
+// The swatch colour of a method: its registry colour, neutral grey when unknown.
+std::string method_colour(const std::vector<MethodInfo>& methods, const std::string& name) {
+  const auto* m = find_method_info(methods, name);
+  return m && !m->colour.empty() ? m->colour : "#999999";
+}
+
+// An exact natural-gradient solve (the quality table's floor); unknown names are not.
+bool is_exact_reference(const std::vector<MethodInfo>& methods, const std::string& name) {
+  const auto* m = find_method_info(methods, name);
+  return m && m->reference;
+}
+
+// "the exact references": "A is", "A and B are", "A, B and C are" (registry order).
+std::string references_phrase(const std::vector<MethodInfo>& methods) {
+  std::vector<std::string> names;
+  for (const auto& m : methods) {
+    if (m.reference) names.push_back(m.name);
+  }
+  if (names.empty()) return "";
+  if (names.size() == 1) return names[0] + " is";
+  const auto last = names.back();
+  names.pop_back();
+  return fmt::format("{} and {} are", fmt::join(names, ", "), last);
+}
 
 std::string figures_html(const std::vector<ReportFigure>& figures) {
   std::string out;
@@ -374,8 +358,11 @@ std::string report_html(const ReportInput& in) {
 
   h << "<h2>Approximation quality γ/γ<sub>SGD</sub> per method and stage</h2>\n"
     << "<p>Mean ± standard deviation over batches, lower is better. The best approximate method of a stage is "
-       "in bold (ng-cg and ng-dense are the exact natural gradient at λ = 0, the floor). Exact values: "
-       "<a href=\"report.json\">report.json</a>, <a href=\"quality.csv\">quality.csv</a>.</p>\n";
+       "in bold"
+    << (references_phrase(in.methods).empty()
+            ? std::string()
+            : " (" + references_phrase(in.methods) + " the exact natural gradient at λ = 0, the floor)")
+    << ". Exact values: <a href=\"report.json\">report.json</a>, <a href=\"quality.csv\">quality.csv</a>.</p>\n";
   const size_t selections = t.quality.empty() ? 0 : t.quality.front().at.size();
   for (size_t k = 0; k < selections; ++k) {
     const auto& first = t.quality.front().at[k];
@@ -384,21 +371,22 @@ std::string report_html(const ReportInput& in) {
     for (int64_t c = 0; c < C; ++c) h << "<th>step " << info.checkpoint_steps[c] << "</th>";
     h << "</tr>\n";
     // The best (lowest) mean of each stage among the approximate methods (the exact
-    // natural gradient, ng-cg / ng-dense, is the reference and always the lowest).
+    // natural gradient, a registry `reference`, is always the lowest).
     std::vector<double> lowest(C, std::numeric_limits<double>::infinity());
     for (const auto& row : t.quality) {
       const auto& v = row.at[k].value;
-      if (v.count > 0 && !is_exact_reference(row.method)) {
+      if (v.count > 0 && !is_exact_reference(in.methods, row.method)) {
         lowest[row.checkpoint] = std::min(lowest[row.checkpoint], v.mean);
       }
     }
     for (int64_t m = 0; m < M; ++m) {
       h << fmt::format("<tr data-method=\"{0}\"><td class=\"name\"><span class=\"swatch\" style=\"background:{1}\">"
                        "</span>{0}</td>",
-                       html_escape(info.methods[m]), method_colour(info.methods[m]));
+                       html_escape(info.methods[m]), method_colour(in.methods, info.methods[m]));
       for (int64_t c = 0; c < C; ++c) {
         const auto& a = t.quality[m * C + c].at[k];
-        const bool best = a.value.count > 0 && a.value.mean == lowest[c] && !is_exact_reference(info.methods[m]);
+        const bool best =
+            a.value.count > 0 && a.value.mean == lowest[c] && !is_exact_reference(in.methods, info.methods[m]);
         std::string text = show_stats(a.value);
         if (a.selection == "best" && a.damping_index >= 0) text += " @ λ=" + show_damping(a.damping);
         h << fmt::format("<td{} data-step=\"{}\" data-damping=\"{}\"{}>{}</td>", best ? " class=\"best\"" : "",
@@ -450,7 +438,7 @@ std::string report_html(const ReportInput& in) {
     h << fmt::format("<tr data-method=\"{0}\" data-total=\"{2}\" data-mean=\"{3}\"><td class=\"name\"><span "
                      "class=\"swatch\" style=\"background:{4}\"></span>{0}</td><td>{1}</td><td>{5}</td><td>{6}</td></tr>\n",
                      html_escape(row.method), row.directions, json_number(row.total_seconds),
-                     json_number(row.mean_seconds), method_colour(row.method), fmt::format("{:.4g}", row.total_seconds),
+                     json_number(row.mean_seconds), method_colour(in.methods, row.method), fmt::format("{:.4g}", row.total_seconds),
                      row.directions ? fmt::format("{:.4g}", row.mean_seconds) : "—");
   }
   h << "</table>\n";
@@ -483,11 +471,11 @@ std::string report_json(const ReportInput& in) {
   const auto& t = *in.tables;
   const auto& info = r.info;
   std::ostringstream j;
-  j << "{\n  \"source\": " << json_escape(in.source) << ",\n  \"title\": " << json_escape(in.title) << ",\n";
-  j << "  \"damping_mode\": " << json_escape(setting(r, "damping_mode")) << ",\n  \"dampings\": [";
+  j << "{\n  \"source\": " << json_string(in.source) << ",\n  \"title\": " << json_string(in.title) << ",\n";
+  j << "  \"damping_mode\": " << json_string(setting(r, "damping_mode")) << ",\n  \"dampings\": [";
   for (int64_t k = 0; k < info.num_dampings(); ++k) j << (k ? ", " : "") << json_number(info.dampings[k]);
   j << "],\n  \"methods\": [";
-  for (int64_t k = 0; k < info.num_methods(); ++k) j << (k ? ", " : "") << json_escape(info.methods[k]);
+  for (int64_t k = 0; k < info.num_methods(); ++k) j << (k ? ", " : "") << json_string(info.methods[k]);
   j << "],\n  \"steps\": [";
   for (int64_t k = 0; k < info.num_checkpoints(); ++k) j << (k ? ", " : "") << info.checkpoint_steps[k];
   j << "],\n  \"smallest_damping\": " << json_number(info.dampings[t.smallest])
@@ -495,7 +483,7 @@ std::string report_json(const ReportInput& in) {
     << ",\n  \"quality\": [\n";
   for (size_t i = 0; i < t.quality.size(); ++i) {
     const auto& q = t.quality[i];
-    j << "    {\"method\": " << json_escape(q.method) << ", \"checkpoint\": " << q.checkpoint << ", \"step\": " << q.step;
+    j << "    {\"method\": " << json_string(q.method) << ", \"checkpoint\": " << q.checkpoint << ", \"step\": " << q.step;
     for (const auto& a : q.at) {
       j << ", \"at_" << a.selection << "\": {\"damping_index\": " << a.damping_index
         << ", \"damping\": " << json_number(a.damping) << ", \"gamma_rel_sgd\": " << json_stats(a.value) << "}";
@@ -505,8 +493,8 @@ std::string report_json(const ReportInput& in) {
   j << "  ],\n  \"stages\": [\n";
   for (size_t i = 0; i < t.stages.size(); ++i) {
     const auto& s = t.stages[i];
-    j << "    {\"checkpoint\": " << s.checkpoint << ", \"step\": " << s.step << ", \"path\": " << json_escape(s.path)
-      << ", \"status\": " << json_escape(s.status) << ", \"batches_done\": " << s.batches_done
+    j << "    {\"checkpoint\": " << s.checkpoint << ", \"step\": " << s.step << ", \"path\": " << json_string(s.path)
+      << ", \"status\": " << json_string(s.status) << ", \"batches_done\": " << s.batches_done
       << ", \"loss\": " << json_stats(s.loss) << ", \"grad_norm\": " << json_stats(s.grad_norm)
       << ", \"grad_norm_imbalance\": " << json_stats(s.grad_norm_imbalance)
       << ", \"logit_grad_norm_imbalance\": " << json_stats(s.logit_grad_norm_imbalance) << "}"
@@ -515,25 +503,25 @@ std::string report_json(const ReportInput& in) {
   j << "  ],\n  \"timing\": [\n";
   for (size_t i = 0; i < t.timing.size(); ++i) {
     const auto& row = t.timing[i];
-    j << "    {\"method\": " << json_escape(row.method) << ", \"directions\": " << row.directions
+    j << "    {\"method\": " << json_string(row.method) << ", \"directions\": " << row.directions
       << ", \"total_seconds\": " << json_number(row.total_seconds)
       << ", \"mean_seconds\": " << json_number(row.mean_seconds) << "}" << (i + 1 < t.timing.size() ? "," : "") << "\n";
   }
   j << "  ],\n  \"shared_seconds\": " << json_number(t.shared_seconds) << ",\n  \"run\": {";
   for (size_t i = 0; i < t.run.size(); ++i) {
-    j << (i ? ", " : "") << "\n    " << json_escape(t.run[i].first) << ": " << json_escape(t.run[i].second);
+    j << (i ? ", " : "") << "\n    " << json_string(t.run[i].first) << ": " << json_string(t.run[i].second);
   }
   j << "\n  },\n  \"metadata\": {";
   size_t n = 0;
   for (const auto* map : {&info.settings, &r.metadata}) {
-    for (const auto& [k, v] : *map) j << (n++ ? ", " : "") << "\n    " << json_escape(k) << ": " << json_escape(v);
+    for (const auto& [k, v] : *map) j << (n++ ? ", " : "") << "\n    " << json_string(k) << ": " << json_string(v);
   }
   j << "\n  },\n  \"figures\": [";
   n = 0;
   for (const auto* list : {&in.figures, &in.toy_figures}) {
     for (const auto& f : *list) {
-      j << (n++ ? ", " : "") << "\n    {\"file\": " << json_escape(f.file) << ", \"title\": " << json_escape(f.title)
-        << ", \"caption\": " << json_escape(f.caption) << "}";
+      j << (n++ ? ", " : "") << "\n    {\"file\": " << json_string(f.file) << ", \"title\": " << json_string(f.title)
+        << ", \"caption\": " << json_string(f.caption) << "}";
     }
   }
   j << "\n  ]\n}\n";
@@ -557,9 +545,9 @@ void write_report(const std::string& dir, const ReportInput& in) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw Error(fmt::format("cannot create the report folder '{}': {}", dir, ec.message()));
-  write_text_atomically((fs::path(dir) / "report.json").string(), report_json(in));
-  write_text_atomically((fs::path(dir) / "quality.csv").string(), quality_csv(in));
-  write_text_atomically((fs::path(dir) / "index.html").string(), report_html(in));
+  write_file_atomically((fs::path(dir) / "report.json").string(), report_json(in));
+  write_file_atomically((fs::path(dir) / "quality.csv").string(), quality_csv(in));
+  write_file_atomically((fs::path(dir) / "index.html").string(), report_html(in));
 }
 
 }  // namespace fisheval

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "base/method_info.h"
 #include "reports/results.h"
 
 namespace fisheval {
@@ -93,6 +94,9 @@ struct ReportInput {
   std::vector<ReportFigure> figures;        // of the result file
   std::vector<ReportFigure> toy_figures;    // the toy problem (may be empty)
   std::string generated_by;                 // the report command line
+  // The registry's entries (swatch colours, which methods are exact references); a
+  // method of the file that is not among them gets grey and counts as approximate.
+  std::vector<MethodInfo> methods;
 };
 
 std::string report_html(const ReportInput& in);

@@ -6,6 +6,11 @@
     .venv/bin/python scripts/plot_results.py FILE.h5 --out DIR      (kind read from the file)
     .venv/bin/python scripts/plot_results.py check                  (are numpy, h5py, matplotlib installed?)
 
+Method colours, labels and line styles come from fisheval's method registry: the file given
+by --methods-json (what `fisheval methods --json` prints; `fisheval report` and `fisheval toy`
+pass one), else the output of `BINARY methods --json` for --fisheval BINARY, $FISHEVAL_BINARY
+or `fisheval` on PATH.
+
 `fisheval report` and `fisheval toy` call this script; it is also meant to be read and
 reused: every figure is one function taking the loaded data and an output path.
 
@@ -71,63 +76,72 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
-# One colour (and line style) per method, the same in every figure.
-METHOD_STYLE = {
-    "sgd": ("#4d4d4d", ":"),
-    "ef": ("#d62728", "-"),
-    "ief": ("#1f77b4", "-"),
-    "ief-param": ("#6baed6", "--"),
-    "sf": ("#2ca02c", "-"),
-    "ng-cg": ("#000000", "--"),
-    "ng-dense": ("#8c6d31", "--"),
-    "kfac": ("#ff7f0e", "-"),
-    "kfac-exact": ("#e6ab02", "--"),
-    "ekfac": ("#9467bd", "-"),
-    "iekfac": ("#17becf", "-"),
-    "kfe": ("#bcbd22", "-"),
-    "shampoo": ("#e377c2", "-"),
-    "fim-shampoo": ("#8c564b", "-"),
-    "fishy": ("#7b4173", "-."),
-    "fishy-classifier": ("#a55194", ":"),
-}
+# One colour, line style, marker, width and opacity per method, the same in every figure and
+# in the HTML report: fisheval's method registry (`fisheval methods --json`), loaded by
+# load_methods(). A name the registry does not know (an old file) gets a colour from its
+# CRC-32, a solid line, circles and its own name as label.
 FALLBACK_COLOURS = ["#393b79", "#637939", "#843c39", "#5254a3", "#8ca252", "#bd9e39", "#ad494a", "#a55194",
                     "#6b6ecf", "#b5cf6b", "#e7ba52", "#d6616b"]
-METHOD_LABEL = {"sgd": "SGD", "ef": "EF", "ief": "iEF", "ief-param": "iEF (param. damping)", "sf": "SF",
-                "ng-cg": "NG (CG)", "ng-dense": "NG (dense)", "kfac": "KFAC", "kfac-exact": "KFAC (exact B)",
-                "ekfac": "eKFAC", "iekfac": "ieKFAC", "kfe": "KFE (EKFAC)", "shampoo": "Shampoo",
-                "fim-shampoo": "FIM-Shampoo", "fishy": "Fishy", "fishy-classifier": "Fishy classifier"}
-# Markers, so that lines stay distinguishable in grey print.
-MARKERS = {"sgd": "", "ef": "v", "ief": "o", "ief-param": "D", "sf": "s", "ng-cg": "", "ng-dense": "",
-           "kfac": "^", "kfac-exact": "<", "ekfac": ">", "iekfac": "P", "kfe": "X", "shampoo": "h",
-           "fim-shampoo": "H", "fishy": "*", "fishy-classifier": "p"}
+METHODS = {}  # name -> registry entry (a dict with the fields of `fisheval methods --json`)
+
+
+def load_methods(json_path=None, fisheval=None):
+    """Fills METHODS from a file of `fisheval methods --json` output, else by running the fisheval
+    binary (`fisheval`, else $FISHEVAL_BINARY, else `fisheval` on PATH). Without a binary every
+    method gets the fallback style (a warning says so)."""
+    import json
+    import shutil
+    import subprocess
+    if json_path:
+        try:
+            with open(json_path, encoding="utf-8") as f:
+                entries = json.load(f)
+        except (OSError, ValueError) as e:
+            raise InputProblem(f"cannot read the method list '{json_path}': {e}")
+    else:
+        binary = fisheval or os.environ.get("FISHEVAL_BINARY") or shutil.which("fisheval")
+        if not binary:
+            sys.stderr.write("plot_results.py: warning: no fisheval binary (--fisheval, FISHEVAL_BINARY or PATH) to "
+                             "read the method styles from; every method gets a fallback colour\n")
+            return
+        try:
+            p = subprocess.run([binary, "methods", "--json"], capture_output=True, text=True, check=True)
+            entries = json.loads(p.stdout)
+        except (OSError, ValueError, subprocess.CalledProcessError) as e:
+            raise InputProblem(f"cannot read the method list from '{binary} methods --json': {e}")
+    METHODS.clear()
+    for entry in entries:
+        METHODS[entry["name"]] = entry
 
 
 def method_colour(name):
-    if name in METHOD_STYLE:
-        return METHOD_STYLE[name][0]
+    colour = METHODS.get(name, {}).get("colour")
+    if colour:
+        return colour
     return FALLBACK_COLOURS[zlib.crc32(name.encode()) % len(FALLBACK_COLOURS)]
 
 
 def method_linestyle(name):
-    return METHOD_STYLE.get(name, (None, "-"))[1]
+    return METHODS.get(name, {}).get("linestyle", "-")
 
 
 def method_label(name):
-    return METHOD_LABEL.get(name, name)
+    return METHODS.get(name, {}).get("label") or name
 
 
 def method_marker(name):
-    return MARKERS.get(name, "o")
+    # Markers, so that lines stay distinguishable in grey print ("" for none).
+    return METHODS.get(name, {}).get("marker", "o")
 
 
 def method_linewidth(name):
-    # The exact natural gradient by CG and by the dense Fisher often coincide: CG is drawn
-    # wide and pale underneath so both stay visible.
-    return 3.6 if name == "ng-cg" else 1.8
+    # A method that often coincides with another (the exact natural gradient by CG and by the
+    # dense Fisher) is drawn wide and pale underneath so both stay visible.
+    return METHODS.get(name, {}).get("linewidth", 1.8)
 
 
 def method_alpha(name):
-    return 0.45 if name == "ng-cg" else 1.0
+    return METHODS.get(name, {}).get("alpha", 1.0)
 
 
 def plain_log_axis(ax, which="y"):
@@ -711,6 +725,8 @@ def write_manifest(out, kind, figures):
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         for file, title, caption in figures:
             f.write("\t".join(s.replace("\t", " ").replace("\n", " ") for s in (file, title, caption)) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(path + ".tmp", path)
 
 
@@ -728,14 +744,21 @@ def main(argv):
     kind = argv[0] if argv and argv[0] in kinds else None
     rest = argv[1:] if kind else argv
     p = argparse.ArgumentParser(prog="plot_results.py", description=__doc__.split("\n\n")[0],
-                                usage="%(prog)s [results|toy|check] FILE.h5 --out DIR [--damping LAMBDA]")
+                                usage="%(prog)s [results|toy|check] FILE.h5 --out DIR [--damping LAMBDA] "
+                                      "[--methods-json FILE | --fisheval BINARY]")
     p.add_argument("file")
     p.add_argument("--out", required=True, help="folder for the PNG files (created)")
     p.add_argument("--damping", type=float, default=None,
                    help="damping of the quality-over-training figure: a value on the file's axis (default: smallest)")
+    p.add_argument("--methods-json", default=None,
+                   help="the method styles: a file of `fisheval methods --json` output (fisheval passes one)")
+    p.add_argument("--fisheval", default=None,
+                   help="without --methods-json: the fisheval binary to ask (default: $FISHEVAL_BINARY, else "
+                        "`fisheval` on PATH)")
     a = p.parse_args(rest)
     style()
     try:
+        load_methods(a.methods_json, a.fisheval)
         kind = kind or detect_kind(a.file)
         if kind == "toy":
             figures = plot_toy(a.file, a.out)

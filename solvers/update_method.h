@@ -37,8 +37,6 @@ class UpdateMethod {
  public:
   virtual ~UpdateMethod() = default;
   virtual std::string name() const = 0;
-  // False for methods the damping axis does not apply to (sgd): one direction for all λ.
-  virtual bool damped() const { return true; }
   // Methods that solve every damping value at once (ng-cg: one Krylov sequence for all
   // shifts) say so; directions() then makes one call for all of them.
   virtual bool solves_dampings_together() const { return false; }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +38,20 @@ struct KronBatch {
     return solvers::make_method(method, options)->direction(*state, lambda);
   }
 };
+
+// The registered methods (solvers::list_methods(), registry order) whose needs include every
+// flag of `all_of` and none of `none_of`, less `except`: a test that takes its methods from
+// here picks up a newly registered method of the family.
+inline std::vector<std::string> registered_methods(unsigned all_of, unsigned none_of = 0,
+                                                   const std::vector<std::string>& except = {}) {
+  std::vector<std::string> out;
+  for (const auto& m : solvers::list_methods()) {
+    if ((m.needs & all_of) != all_of || (m.needs & none_of) != 0) continue;
+    if (std::find(except.begin(), except.end(), m.name) != except.end()) continue;
+    out.push_back(m.name);
+  }
+  return out;
+}
 
 // Offset of each selected parameter in θ (the selection order), from the model alone.
 inline std::vector<int64_t> param_offsets(Model& m, const std::vector<std::string>& params) {

@@ -531,8 +531,8 @@ TEST(ThinFactorisation, AutoIsThinWhereTheRankBoundIsBelowTheSize) {
 // Every model of the fixtures, and a checkpoint without taps.
 
 TEST(KroneckerAndShampoo, EveryMethodGivesAFiniteDescentDirection) {
-  const std::vector<std::string> methods = {"kfac", "kfac-exact", "ekfac", "iekfac", "kfe", "shampoo", "fim-shampoo",
-                                            "fishy"};
+  // Every method that needs layer taps (the Kronecker and Shampoo families).
+  const auto methods = registered_methods(kNeedsLayerTaps, 0, {"fishy-classifier"});
   for (const auto* fixture : {"conv_ce", "seq_ce", "seq_emb_ce", "lora_ce", "norm_ce", "mlp_sigmoid_ce"}) {
     KronBatch kb(fixture, 6, 2, 11);
     const auto g = oracle::gradient(*kb.f.model, kb.f.params, kb.f.batch, kb.f.loss);
@@ -549,13 +549,13 @@ TEST(KroneckerAndShampoo, EveryMethodGivesAFiniteDescentDirection) {
 
 TEST(KroneckerAndShampoo, CheckpointWithoutTapsIsAClearInputError) {
   KronBatch kb("mlp_notaps_ce", 4);
-  for (const auto* method : {"kfac", "kfac-exact", "ekfac", "iekfac", "kfe", "shampoo", "fim-shampoo", "fishy"}) {
+  for (const auto& method : registered_methods(kNeedsLayerTaps, 0, {"fishy-classifier"})) {
     try {
       kb.direction(method, 1e-3);
       ADD_FAILURE() << method << " ran without taps";
     } catch (const InputError& e) {
       const std::string what = e.what();
-      EXPECT_NE(what.find(std::string(method) + " needs layer taps"), std::string::npos) << what;
+      EXPECT_NE(what.find(method + " needs layer taps"), std::string::npos) << what;
       EXPECT_NE(what.find("0.weight"), std::string::npos) << what;
       EXPECT_NE(what.find("export_checkpoint.py"), std::string::npos) << what;
     }

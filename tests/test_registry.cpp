@@ -5,7 +5,8 @@
 // method, into the result file), the demo's choice of methods (from its needs), the report
 // (its colour) and the figures (`fisheval methods --json`'s data, which the report passes
 // to the plotting script), and the test suites that iterate over the registry
-// (test_solvers.cpp's RegisteredMethods), which run it too.
+// (test_solvers.cpp's NaturalGradientMinimisesGamma and EveryFormOfADirectionScoresTheSame,
+// and this file's checks of every entry), which run it too.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -14,7 +15,7 @@
 #include "base/error.h"
 #include "eval/demo.h"
 #include "eval/indicator.h"
-#include "eval/method_table.h"
+#include "base/method_info.h"
 #include "eval/sweep.h"
 #include "eval/sweep_options.h"
 #include "reports/report.h"
@@ -139,7 +140,8 @@ TEST(Registry, ATestsMethodIsPickedUpByTheSweepTheDemoTheReportAndThePlots) {
   ReportInput in;
   in.source = s.output.out;
   in.result = &r;
-  const auto tables = make_report_tables(r, -1);
+  const auto tables =
+      make_report_tables(r, smallest_damping_index(r.info), [](const std::string& m) { return solvers::method_info(m).damped; });
   in.tables = &tables;
   in.methods = solvers::list_methods();
   EXPECT_NE(report_html(in).find("#123456"), std::string::npos);  // its swatch

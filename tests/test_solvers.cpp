@@ -15,6 +15,7 @@
 #include "solvers/gram_solve.h"
 #include "solvers/memo.h"
 #include "solvers/update_method.h"
+#include "kronecker_support.h"
 #include "support.h"
 
 namespace fisheval::test {
@@ -139,7 +140,8 @@ TEST_P(SolverTest, CgAtZeroDampingReachesTheNaturalGradient) {
 
 TEST_P(SolverTest, NaturalGradientMinimisesGamma) {
   const double best = gamma(direction("ng-dense", 0.0));
-  for (const char* m : {"sgd", "ef", "ief", "ief-param", "sf", "ng-cg"}) {
+  // Every method without layer taps (the fixtures' Gram and Fisher-product methods) but the dense Fisher.
+  for (const auto& m : registered_methods(0, kNeedsLayerTaps | kNeedsDenseFisher)) {
     for (double lambda : {0.0, 1e-3, 1.0}) {
       EXPECT_GE(gamma(direction(m, lambda)), best * (1 - 1e-9)) << m << " λ = " << lambda;
     }
@@ -165,8 +167,9 @@ TEST_P(SolverTest, EveryFormOfADirectionScoresTheSame) {
   // d itself, sample-space weights (d = Jᵀx + Ĵᵀy) and layer blocks in a basis (the Kronecker and
   // Shampoo families) give the oracle's dᵀFd, dᵀg and ‖d‖; materialise() gives direction().
   std::vector<solvers::Direction> cheap, plain;
-  for (const char* m : {"sgd", "ef", "ief", "ief-param", "sf", "kfac", "ekfac", "iekfac", "kfe", "shampoo",
-                        "fim-shampoo", "fishy"}) {
+  // Every registered method but the exact references (their direction is F's own solve).
+  for (const auto& m : registered_methods(0, 0, {"kfac-exact", "fishy-classifier"})) {
+    if (solvers::method_info(m).reference) continue;
     for (double lambda : {0.0, 1e-2}) {
       auto method = solvers::make_method(m, options_);
       cheap.push_back(method->weights_only(*state_, lambda));

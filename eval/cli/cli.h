@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "base/method_info.h"
+
 namespace fisheval::cli {
 
 namespace po = boost::program_options;

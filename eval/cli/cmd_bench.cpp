@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include "base/atomic_file.h"
 #include "base/error.h"
 #include "checkpoints/native_model.h"
 #include "eval/bench.h"
@@ -86,11 +87,7 @@ int run_bench(const std::vector<std::string>& args) {
   o.device = vm["device"].as<std::string>();
   const auto report = run_bench(o);
   std::cout << report.table();
-  if (vm.count("json")) {
-    std::ofstream out(vm["json"].as<std::string>());
-    out << report.json();
-    if (!out.flush()) throw Error("cannot write " + vm["json"].as<std::string>());
-  }
+  if (vm.count("json")) write_file_atomically(vm["json"].as<std::string>(), report.json());
   return kExitOk;
 }
 

@@ -12,7 +12,10 @@
 #include <filesystem>
 #include <iostream>
 
+#include "base/atomic_file.h"
 #include "base/error.h"
+#include "eval/cli/cli.h"
+#include "solvers/update_method.h"
 
 extern char** environ;
 
@@ -77,9 +80,16 @@ PlotScript find_plot_script() {
 void run_plot_script(const PlotScript& plot, const std::vector<std::string>& args) {
   std::cout.flush();  // our output first, then the script's
   std::cerr.flush();
+  // The method styles for the script: `fisheval methods --json` in a temporary file.
+  const auto methods = (std::filesystem::temp_directory_path() / fmt::format("fisheval-methods-{}.json", ::getpid()))
+                           .string();
+  write_file_atomically(methods, methods_json(solvers::list_methods()));
   std::vector<std::string> argv{plot.python, plot.script};
   argv.insert(argv.end(), args.begin(), args.end());
+  argv.insert(argv.end(), {"--methods-json", methods});
   const int rc = run(argv);
+  std::error_code ec;
+  std::filesystem::remove(methods, ec);
   if (rc == 0) return;
   const auto what = fmt::format("{} {}", plot.script, fmt::join(args, " "));
   if (rc < 0) throw Error(fmt::format("cannot run Python '{}': {}", plot.python, std::strerror(-rc)));

@@ -19,8 +19,9 @@ struct PlotScript {
 // and matplotlib; throws fisheval::Error with what is missing and how to fix it.
 PlotScript find_plot_script();
 
-// Runs `python script args...` (its output goes to ours); throws fisheval::Error (exit
-// status 2 of the script: InputError) when it fails.
+// Runs `python script args... --methods-json FILE` (FILE: the method registry as
+// `fisheval methods --json` prints it, in a temporary file removed afterwards); its output
+// goes to ours. Throws fisheval::Error (exit status 2 of the script: InputError) when it fails.
 void run_plot_script(const PlotScript& plot, const std::vector<std::string>& args);
 
 }  // namespace fisheval::cli

@@ -9,7 +9,6 @@ namespace {
 class Sgd final : public UpdateMethod {
  public:
   std::string name() const override { return "sgd"; }
-  bool damped() const override { return false; }
 
  protected:
   // g = Jᵀ1: the weights are all ones.
@@ -28,7 +27,8 @@ class Sgd final : public UpdateMethod {
 
 MethodEntry sgd_entry() {
   return {{.name = "sgd", .summary = "the gradient g (undamped reference)", .label = "SGD", .colour = "#4d4d4d",
-           .linestyle = ":", .marker = "", .needs = kNeedsGradient},
+           .linestyle = ":", .marker = "", .damped = false,
+           .needs = kNeedsGradient},
           [](const MethodOptions&) { return std::make_unique<Sgd>(); }};
 }
 

@@ -1,4 +1,5 @@
 """Shared helpers of the end-to-end tests (run by CTest with the project environment's Python)."""
+import json
 import subprocess
 import sys
 
@@ -14,6 +15,16 @@ def run(args, expect=0, env=None):
         sys.stderr.write(proc.stdout + proc.stderr)
         raise AssertionError(f"fisheval {' '.join(args)}: exit {proc.returncode}, expected {expect}")
     return proc.stdout, proc.stderr
+
+
+def registered_methods(needs=None, exclude=(), references=True):
+    """The registered methods (`fisheval methods --json`, registry order): with `needs`, those
+    whose needs include it ("layer-taps" for the Kronecker and Shampoo families); without the
+    exact references when references is False; less `exclude`."""
+    out, _ = run(["methods", "--json"])
+    return [m["name"] for m in json.loads(out)
+            if (needs is None or needs in m["needs"]) and (references or not m["reference"])
+            and m["name"] not in exclude]
 
 
 class Failures:

@@ -18,10 +18,9 @@ import sys
 import h5py
 import numpy as np
 
-from common import BINARY, Failures, fixture, run, work_dir
+from common import BINARY, Failures, fixture, registered_methods, run, work_dir
 
-METHODS = ["sgd", "ef", "ief", "ief-param", "sf", "ng-cg", "kfac", "kfac-exact", "ekfac", "iekfac", "kfe", "shampoo",
-           "fim-shampoo", "fishy"]
+METHODS = registered_methods(exclude=("ng-dense", "fishy-classifier"))
 FIXTURES = [("mlp_tanh_ce", METHODS), ("conv_ce", METHODS), ("lora_ce", METHODS), ("seq_ce", METHODS),
             ("sdpa_ce", METHODS), ("tied_lm_ce", [m for m in METHODS if m != "kfac-exact"])]
 DAMPINGS = ["1e-3", "1e-1"]

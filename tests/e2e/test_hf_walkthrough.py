@@ -12,11 +12,10 @@ import sys
 import h5py
 import numpy as np
 
-from common import SOURCE, Failures, run, work_dir
+from common import SOURCE, Failures, registered_methods, run, work_dir
 
-ALL = ["sgd", "ef", "ief", "ief-param", "sf", "ng-cg", "kfac", "kfac-exact", "ekfac", "iekfac", "kfe", "shampoo",
-       "fim-shampoo", "fishy"]
-LAYER = ALL[6:]
+ALL = registered_methods(exclude=("ng-dense", "fishy-classifier"))
+LAYER = registered_methods("layer-taps", exclude=("fishy-classifier",))
 
 
 def script(name, *args):

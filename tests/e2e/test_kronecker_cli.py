@@ -3,6 +3,7 @@
 (the fixture series, a sequence model with --kfac-approx reduce, a checkpoint without
 taps), checked with h5py: every γ finite, γ/γ_ng ≥ 1 against the dense natural gradient,
 and a clear message (exit 2, bad input) when a checkpoint has no layer taps."""
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,6 @@ import numpy as np
 FX = os.environ["FISHEVAL_FIXTURES"]
 BIN = os.environ["FISHEVAL_BINARY"]
 WORK = os.path.join(os.environ["FISHEVAL_WORK"], "kronecker_cli")
-FAMILY = ["kfac", "kfac-exact", "ekfac", "iekfac", "kfe", "shampoo", "fim-shampoo", "fishy"]
 
 
 def run(args, expect=0):
@@ -21,6 +21,11 @@ def run(args, expect=0):
     if proc.returncode != expect:
         sys.exit(f"fisheval {' '.join(args)}: exit {proc.returncode}, expected {expect}\n{proc.stderr}")
     return proc
+
+
+# Both families: every registered method that needs layer taps (`fisheval methods --json`).
+REGISTRY = json.loads(run(["methods", "--json"]).stdout)
+FAMILY = [m["name"] for m in REGISTRY if "layer-taps" in m["needs"] and m["name"] != "fishy-classifier"]
 
 
 def main():

@@ -8,10 +8,9 @@ methods whose factors would not fit."""
 import h5py
 import numpy as np
 
-from common import Failures, fixture, run, work_dir
+from common import Failures, fixture, registered_methods, run, work_dir
 
-METHODS = ["sgd", "ef", "ief", "ief-param", "sf", "ng-cg", "ng-dense", "kfac", "kfac-exact", "ekfac", "iekfac", "kfe",
-           "shampoo", "fim-shampoo", "fishy"]
+METHODS = registered_methods(exclude=("fishy-classifier",))
 
 
 def evaluate(name, extra=()):
