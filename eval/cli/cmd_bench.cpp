@@ -30,7 +30,7 @@ int run_bench(const std::vector<std::string>& args) {
        "auto | cross-entropy | squared-error | binary-cross-entropy (auto: the checkpoint's loss, else from the "
        "targets' dtype)")
       ("batch-size", po::value<int64_t>()->default_value(32), "samples per batch N")
-      ("methods", po::value<std::string>()->default_value(""), "comma-separated methods (default: every registered method but ng-cg and ng-dense)")
+      ("methods", po::value<std::string>()->default_value(""), "comma-separated methods (default: every registered method but the exact natural-gradient references)")
       ("dampings", po::value<int64_t>()->default_value(10), "damping values per method (log grid 1e-6..1, relative)")
       ("repeats", po::value<int64_t>()->default_value(5), "timed repetitions per stage (the median is reported)")
       ("dtype", po::value<std::string>()->default_value("auto"), "auto | float32 | float64")
