@@ -1,6 +1,7 @@
 // Small string helpers shared by every layer.
 #pragma once
 #include <string>
+#include <vector>
 
 namespace fisheval {
 
@@ -9,5 +10,9 @@ inline std::string first_line(const std::string& text) { return text.substr(0, t
 
 // `text` as a JSON string literal, quotes included (", \\ and control characters escaped).
 std::string json_string(const std::string& text);
+
+// "a,b c" → {"a", "b", "c"}: items separated by commas or spaces, empty ones dropped (the
+// syntax of list-valued options).
+std::vector<std::string> split_list(const std::string& text);
 
 }  // namespace fisheval

@@ -7,25 +7,11 @@
 #include <cmath>
 
 #include "base/error.h"
+#include "base/text.h"
 #include "mvp/loss.h"
 
 namespace fisheval {
 namespace {
-
-// "a,b c" → {"a", "b", "c"} (the list flags' syntax).
-std::vector<std::string> split_setting_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::string item;
-  for (char ch : text + ",") {
-    if (ch == ',' || ch == ' ') {
-      if (!item.empty()) out.push_back(item);
-      item.clear();
-    } else {
-      item += ch;
-    }
-  }
-  return out;
-}
 
 const std::string& text_of(const SettingValue& v) { return std::get<std::string>(v); }
 
@@ -118,7 +104,7 @@ std::vector<SweepSetting> make_sweep_settings() {
        "connected layers, the Linear layers after the last Conv2d); the others inherit the nearest downstream "
        "sampling layer's draws",
        [](const O& o) -> V { return fmt::format("{}", fmt::join(o.method_options.local_layers, ",")); },
-       [](O& o, const V& v) { o.method_options.local_layers = split_setting_list(text_of(v)); },
+       [](O& o, const V& v) { o.method_options.local_layers = split_list(text_of(v)); },
        /*stored_when_empty=*/false},
       // Run
       {"dtype", "dtype", "auto (float64 on CPU, float32 on CUDA) | float32 | float64; Gram solves are always float64",

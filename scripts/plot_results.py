@@ -140,6 +140,15 @@ def method_linewidth(name):
     return METHODS.get(name, {}).get("linewidth", 1.8)
 
 
+def residual_method(r):
+    """Index of the method whose residual history the file records (cg_residual_history: the
+    registry entry with records_residuals, ng-cg), or None."""
+    for m, name in enumerate(r.methods):
+        if METHODS.get(name, {}).get("records_residuals"):
+            return m
+    return None
+
+
 def method_alpha(name):
     return METHODS.get(name, {}).get("alpha", 1.0)
 
@@ -531,10 +540,10 @@ def fig_cg_convergence(r, j, out, max_thin=20):
     ax.set_yscale("log")
     ax.set_xlabel("CG iteration k")
     ax.set_ylabel("relative residual ‖r_k‖ / ‖g‖  (log)")
-    ax.set_title(f"ng-cg convergence at λ = {fmt_damping(r.dampings[j])}")
+    m = residual_method(r)
+    ax.set_title(f"{r.methods[m]} convergence at λ = {fmt_damping(r.dampings[j])}")
     ax.legend(loc="best", framealpha=0.85, ncol=2 if r.C > 6 else 1, title="median over batches")
 
-    m = r.methods.index("ng-cg")
     if r.has("cg_iterations"):
         it_mean, _, _ = mean_std(r.masked("cg_iterations")[:, :, m, :], axis=1)  # [C, D]
         pos, zero_at = damping_positions(r.dampings)
@@ -562,7 +571,7 @@ def fig_cg_convergence(r, j, out, max_thin=20):
     fig.savefig(out)
     plt.close(fig)
     return ("Conjugate-gradient convergence",
-            "ng-cg, the Hessian-free natural gradient (F + λI)⁻¹g: left, the relative residual per iteration at "
+            f"{r.methods[m]}, the Hessian-free natural gradient (F + λI)⁻¹g: left, the relative residual per iteration at "
             f"λ = {fmt_damping(r.dampings[j])} (one colour per checkpoint; thick lines are the median over batches, "
             f"thin ones up to {max_thin} single batches); right, the iterations CG needed against damping "
             "(the cap means it did not converge).")
@@ -585,7 +594,8 @@ def plot_results(path, out, damping=None):
     make("damping_robustness.png", fig_damping_robustness)
     if r.has("gamma_rel_ng") and np.isfinite(r.masked("gamma_rel_ng")).any():
         make("ng_relative.png", fig_ng_relative, j)
-    if "ng-cg" in r.methods and r.has("cg_residual_history") and np.isfinite(r.masked("cg_residual_history")).any():
+    if (residual_method(r) is not None and r.has("cg_residual_history")
+            and np.isfinite(r.masked("cg_residual_history")).any()):
         make("cg_convergence.png", fig_cg_convergence, j)
     return figures
 

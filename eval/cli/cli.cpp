@@ -95,18 +95,4 @@ std::string effective_config(const po::variables_map& vm) {
   return out.str();
 }
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::string item;
-  for (char ch : text + ",") {
-    if (ch == ',' || ch == ' ') {
-      if (!item.empty()) out.push_back(item);
-      item.clear();
-    } else {
-      item += ch;
-    }
-  }
-  return out;
-}
-
 }  // namespace fisheval::cli

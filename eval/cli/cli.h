@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "base/method_info.h"
+#include "base/text.h"
 
 namespace fisheval::cli {
 
@@ -44,8 +44,6 @@ std::string effective_config(const po::variables_map& vm);
 
 // The full command line, shell-quoted.
 std::string command_line();
-// "a,b c" → {"a", "b", "c"} (commas or spaces separate; empty items dropped).
-std::vector<std::string> split_list(const std::string& text);
 void set_command_line(int argc, char** argv);
 
 int run_eval(const std::vector<std::string>& args);

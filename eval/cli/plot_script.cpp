@@ -14,6 +14,7 @@
 
 #include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/method_info.h"
 #include "eval/cli/cli.h"
 #include "solvers/update_method.h"
 
