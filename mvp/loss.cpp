@@ -104,20 +104,27 @@ class CrossEntropy final : public Loss {
   }
 };
 
+// Targets of a loss with one target per output unit: floating point (else `integer_message`),
+// shaped like the outputs (`shape_note` appended to that message), finite.
+void check_unit_targets(const at::Tensor& z, const at::Tensor& y, const std::string& integer_message,
+                        const std::string& shape_note) {
+  if (!y.is_floating_point()) throw InputError(integer_message);
+  if (y.sizes() != z.sizes()) {
+    throw InputError(fmt::format("targets of shape {} do not fit outputs of shape {}{}", fmt::join(y.sizes(), "x"),
+                                 fmt::join(z.sizes(), "x"), shape_note));
+  }
+  if (!torch::isfinite(y).all().item<bool>()) throw InputError("targets contain NaN or infinite values");
+}
+
 class SquaredError final : public Loss {
  public:
   std::string name() const override { return "squared-error"; }
 
   void check(const at::Tensor& z, const at::Tensor& y) const override {
-    if (!y.is_floating_point()) {
-      throw InputError("squared-error needs floating-point targets, the data has integer targets "
-                       "(the cross-entropy loss is for classification)");
-    }
-    if (y.sizes() != z.sizes()) {
-      throw InputError(fmt::format("targets of shape {} do not fit outputs of shape {}",
-                                   fmt::join(y.sizes(), "x"), fmt::join(z.sizes(), "x")));
-    }
-    if (!torch::isfinite(y).all().item<bool>()) throw InputError("targets contain NaN or infinite values");
+    check_unit_targets(z, y,
+                       "squared-error needs floating-point targets, the data has integer targets "
+                       "(the cross-entropy loss is for classification)",
+                       "");
   }
 
   // l_n = ½ ‖y_n − z_n‖².
@@ -161,16 +168,10 @@ class BinaryCrossEntropy final : public Loss {
   std::string name() const override { return "binary-cross-entropy"; }
 
   void check(const at::Tensor& z, const at::Tensor& y) const override {
-    if (!y.is_floating_point()) {
-      throw InputError("binary-cross-entropy needs floating-point targets in [0, 1] (one per output unit), the data "
-                       "has integer targets (the cross-entropy loss is for class labels)");
-    }
-    if (y.sizes() != z.sizes()) {
-      throw InputError(fmt::format("targets of shape {} do not fit outputs of shape {} (binary-cross-entropy needs "
-                                   "one target in [0, 1] per output unit)",
-                                   fmt::join(y.sizes(), "x"), fmt::join(z.sizes(), "x")));
-    }
-    if (!torch::isfinite(y).all().item<bool>()) throw InputError("targets contain NaN or infinite values");
+    check_unit_targets(z, y,
+                       "binary-cross-entropy needs floating-point targets in [0, 1] (one per output unit), the data "
+                       "has integer targets (the cross-entropy loss is for class labels)",
+                       " (binary-cross-entropy needs one target in [0, 1] per output unit)");
     if (y.numel() > 0 && (y.min().item<double>() < 0 || y.max().item<double>() > 1)) {
       throw InputError(fmt::format("binary-cross-entropy targets must lie in [0, 1], found values in [{:g}, {:g}]",
                                    y.min().item<double>(), y.max().item<double>()));
