@@ -230,6 +230,9 @@ bool SweepOptions::IsValid(std::string* error) const {
   if (method_options.cg.max_iter < 1 || !(method_options.cg.rtol > 0)) {
     return fail("--cg-max-iter must be ≥ 1 and --cg-rtol > 0");
   }
+  if (!(method_options.shampoo_epsilon >= 0)) return fail("--shampoo-epsilon must be ≥ 0");
+  std::string why;
+  if (!method_options.IsValid(&why)) return fail(why);  // the rest, in the methods' words
   const auto refs = reference_candidates();
   if (ng_reference != "auto" && ng_reference != "none" &&
       std::find(refs.begin(), refs.end(), ng_reference) == refs.end()) {

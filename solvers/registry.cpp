@@ -71,8 +71,22 @@ void register_method(MethodEntry entry) {
   registry().push_back(std::move(entry));
 }
 
+bool MethodOptions::IsValid(std::string* error) const {
+  const auto fail = [&](std::string why) {
+    if (error) *error = std::move(why);
+    return false;
+  };
+  if (cg.max_iter < 1 || !(cg.rtol > 0)) return fail("CG needs an iteration cap ≥ 1 and a relative tolerance > 0");
+  if (dense_max_params < 0) return fail("the dense Fisher's parameter limit must be ≥ 0");
+  if (!(shampoo_epsilon >= 0)) return fail(fmt::format("the Shampoo ε must be ≥ 0, got {}", shampoo_epsilon));
+  return true;
+}
+
 std::unique_ptr<UpdateMethod> make_method(const std::string& name, const MethodOptions& options) {
-  return entry_of(name).make(options);
+  const auto& entry = entry_of(name);
+  std::string why;
+  if (!options.IsValid(&why)) throw InputError(fmt::format("{}: {}", name, why));
+  return entry.make(options);
 }
 
 const MethodInfo& method_info(const std::string& name) { return entry_of(name).info; }

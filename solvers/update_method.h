@@ -31,6 +31,10 @@ struct MethodOptions {
   double shampoo_epsilon = 1e-12;  // Shampoo family: ε relative to the largest eigenvalue (plus λ)
   std::vector<std::string> local_layers;  // fishy-classifier: the layers that sample (empty: the final FC layers)
   Budget budget{};                 // memory and output units a method may use per batch
+
+  // Every check of these options, in one place (make_method refuses options that fail it);
+  // false with the reason in *error.
+  bool IsValid(std::string* error) const;
 };
 
 class UpdateMethod {

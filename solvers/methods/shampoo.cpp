@@ -80,7 +80,6 @@ class ShampooMethod final : public LayerBlockMethod {
         local_fallback_(std::move(local_fallback)),
         power_(power),
         epsilon_(options.shampoo_epsilon) {
-    if (!(epsilon_ >= 0)) throw InputError(fmt::format("the Shampoo ε must be ≥ 0, got {}", epsilon_));
     // Per-batch memos are keyed by what they depend on: the sampling layers too.
     memo_name_ = local_layers_.empty() ? name_ : fmt::format("{}[{}]", name_, fmt::join(local_layers_, ","));
   }
