@@ -36,12 +36,16 @@ bool fsync_file_or_folder(const std::string& path) {
 [[noreturn]] void fail_atomic_write(const std::string& target, const std::string& tmp, const std::string& why) {
   std::error_code ec;
   fs::remove(tmp, ec);
-  throw Error(fmt::format("cannot write '{}': {}{}", target, why, write_failure_hint(folder_of(target))));
+  throw_write_failure(target, why);
 }
 
 }  // namespace
 
 std::string atomic_temp_path(const std::string& path) { return path + ".tmp"; }
+
+void throw_write_failure(const std::string& path, const std::string& why) {
+  throw Error(fmt::format("cannot write '{}': {}{}", path, why, write_failure_hint(folder_of(path))));
+}
 
 std::string write_failure_hint(const std::string& folder) {
   std::string hint;
@@ -85,16 +89,6 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
   fs::rename(tmp, path, ec);
   if (ec) fail_atomic_write(path, tmp, fmt::format("cannot rename '{}': {}", tmp, ec.message()));
   fsync_file_or_folder(folder_of(path));
-}
-
-void atomic_replace(const std::string& tmp, const std::string& target) {
-  if (!fsync_file_or_folder(tmp)) {
-    fail_atomic_write(target, tmp, fmt::format("flushing '{}' to the disk failed: {}", tmp, std::strerror(errno)));
-  }
-  std::error_code ec;
-  fs::rename(tmp, target, ec);
-  if (ec) fail_atomic_write(target, tmp, fmt::format("cannot rename '{}': {}", tmp, ec.message()));
-  fsync_file_or_folder(folder_of(target));
 }
 
 }  // namespace fisheval

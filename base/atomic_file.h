@@ -16,9 +16,9 @@ std::string atomic_temp_path(const std::string& path);
 // file-size limit).
 void write_file_atomically(const std::string& path, std::string_view bytes);
 
-// Moves a complete file `tmp` (written in the folder of `target`) over `target`: fsync of
-// tmp, rename, fsync of the folder. On failure tmp is removed and Error names `target`.
-void atomic_replace(const std::string& tmp, const std::string& target);
+// What every failed write of `path` says: Error "cannot write 'PATH': <why><hint>", the hint
+// from write_failure_hint.
+[[noreturn]] void throw_write_failure(const std::string& path, const std::string& why);
 
 // Why a write into `folder` may have failed, from what the system says now: the free
 // space ("; the disk holding 'F' is full (N bytes free)") and the file-size limit

@@ -3,8 +3,10 @@
 // non-zero exit status, and the sweep decides per type what becomes a NaN cell:
 //   InputError      bad input from the user (files, shapes, flags, a method that does not
 //                   apply to a checkpoint): the cells stay NaN with the reason recorded;
-//   NumericalError  a numerical failure of one computation (a factorisation that did not
-//                   converge, a singular system refused): its cells are recorded as NaN;
+//   NumericalError  a numerical failure of one computation (a NaN damping from a non-finite
+//                   scale): its cells are recorded as NaN, as are LibTorch's LinAlgError (a
+//                   factorisation that did not converge) and OutOfMemoryError;
+//   SingularSystemError  a singular system refused under the `error` policy: the run stops;
 //   anything else   a programming error (a shape mismatch, a broken invariant): it stops
 //                   the run with the message; results already written stay on disk.
 #pragma once

@@ -32,7 +32,8 @@ struct MethodInfo {
   double linewidth = 1.8;         // points; wide and pale (alpha < 1) to stay visible under a coinciding curve
   double alpha = 1.0;
   bool damped = true;             // false: the damping axis does not apply (sgd: one direction for every λ)
-  bool reference = false;         // an exact natural-gradient solve (γ/γ_ng's candidates, in registry order)
+  bool reference = false;         // an exact natural-gradient solve: a candidate for γ/γ_ng's reference (direct
+                                  // solves before iterative ones, i.e. those with records_residuals; then registry order)
   bool records_residuals = false; // iterative: its directions carry a residual history (cg_residual_history)
   unsigned needs = kNeedsGradient;  // Need flags: what it takes from the batch
 };

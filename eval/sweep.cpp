@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "checkpoints/load.h"
 #include "eval/build_info.h"
+#include "eval/error_text.h"
 #include "eval/indicator.h"
 #include "eval/progress.h"
 #include "eval/unit.h"
@@ -123,10 +124,10 @@ SweepSummary run_sweep(const SweepOptions& options) {
     try {
       ckpt = load_checkpoint(o.checkpoints[c].path, o.params, device, dtype);
     } catch (const InputError& e) {
-      store.set_checkpoint_status(c, std::string("failed: ") + e.what());
+      store.set_checkpoint_status(c, std::string("failed: ") + error_text(e));
       ++summary.checkpoints_failed;
       progress.message(fmt::format("fisheval: warning: checkpoint {} ({}) failed and is skipped: {}", c,
-                                   o.checkpoints[c].path, e.what()));
+                                   o.checkpoints[c].path, error_text(e)));
       finished += static_cast<int64_t>(todo.size());
       continue;
     }
@@ -137,10 +138,10 @@ SweepSummary run_sweep(const SweepOptions& options) {
       try {
         unit = runner.run(ckpt, batch, device, dtype, c, b);
       } catch (const InputError& e) {
-        store.set_checkpoint_status(c, std::string("failed: ") + e.what());
+        store.set_checkpoint_status(c, std::string("failed: ") + error_text(e));
         ++summary.checkpoints_failed;
         progress.message(fmt::format("fisheval: warning: checkpoint {} ({}) failed on batch {} and is skipped: {}", c,
-                                     o.checkpoints[c].path, b, e.what()));
+                                     o.checkpoints[c].path, b, error_text(e)));
         failed = true;
         break;
       }

@@ -4,7 +4,7 @@
 // sweep_settings() is the one table of the options a user sets: each row names the flag of
 // `fisheval eval` (also its config-file key), its help text, how to read and set it, and,
 // for the settings that change numbers, the key it is stored under in a result file. The
-// stored texts form the resume fingerprint (reports/results.h, RunInfo::settings), so a
+// stored texts form the resume fingerprint (reports/result_schema.h, RunInfo::settings), so a
 // row's text must never change for an existing setting.
 #pragma once
 #include <cstdint>

@@ -211,6 +211,12 @@ void UnitRunner::natural_gradient_reference(Unit& x) {
       failed = true;
       warn(fmt::format("checkpoint {} batch {}: the natural-gradient reference ({}) failed: {}; gamma_rel_ng is NaN",
                        x.c, x.b, ref, error_line(e)));
+    } catch (const c10::OutOfMemoryError& e) {
+      // The device ran out of memory for it: likewise.
+      failed = true;
+      warn(fmt::format("checkpoint {} batch {}: the natural-gradient reference ({}) ran out of memory: {}; "
+                       "gamma_rel_ng is NaN",
+                       x.c, x.b, ref, error_line(e)));
     }
     if (failed) {
       dir.status = solvers::SolveStatus::kNotConverged;
@@ -270,6 +276,8 @@ UnitRunner::Computed UnitRunner::method_directions(Unit& x, int64_t m) {
       numerical_failure(e);  // these cells only: NaN, solve_status -1, a warning
     } catch (const c10::LinAlgError& e) {
       numerical_failure(e);  // an eigensolver or factorisation that did not converge
+    } catch (const c10::OutOfMemoryError& e) {
+      numerical_failure(e);  // the device ran out of memory for these cells
     }
     const double each = seconds_since(t0) / static_cast<double>(js.size());
     for (const auto j : js) out.seconds[j] = each;

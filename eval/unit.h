@@ -37,7 +37,7 @@ class UnitRunner {
   UnitRunner(const SweepOptions& o, const RunInfo& info, std::vector<std::unique_ptr<solvers::UpdateMethod>>& methods,
              Progress& progress, int64_t& warnings);
   // All measures of checkpoint c × batch b (InputError when the batch does not fit the model).
-  // A method's numerical failure (NumericalError, c10::LinAlgError) becomes NaN cells with a
+  // A method's numerical failure (NumericalError, c10::LinAlgError, c10::OutOfMemoryError) becomes NaN cells with a
   // warning; a method that does not apply (InputError) is skipped with its reason; any other
   // exception is a programming error and propagates.
   UnitResult run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Device device, c10::ScalarType dtype, int64_t c,

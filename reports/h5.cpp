@@ -127,10 +127,7 @@ void save(H5::H5File& file, const std::string& path) {
 
 void write_file(const std::string& path, const std::function<void(H5::H5File&)>& fill) {
   std::vector<char> image;
-  const auto fail = [&](const std::string& why) {
-    auto folder = std::filesystem::path(path).parent_path().string();
-    throw Error(fmt::format("cannot write '{}': {}{}", path, why, write_failure_hint(folder.empty() ? "." : folder)));
-  };
+  const auto fail = [&](const std::string& why) { throw_write_failure(path, why); };
   try {
     auto file = create_in_memory(atomic_temp_path(path));
     fill(file);

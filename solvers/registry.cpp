@@ -4,6 +4,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <cmath>
+#include <deque>
+
 #include "base/error.h"
 #include "solvers/direction_algebra.h"
 #include "solvers/update_method.h"
@@ -16,8 +19,9 @@ namespace fisheval::solvers {
 
 namespace {
 
-std::vector<MethodEntry>& registry() {
-  static std::vector<MethodEntry> entries = {
+// A deque: entries registered later do not move the earlier ones (method_info's references stay valid).
+std::deque<MethodEntry>& registry() {
+  static std::deque<MethodEntry> entries = {
 #define FISHEVAL_METHOD(entry) entry(),
 #include "solvers/methods/method_list.h"
 #undef FISHEVAL_METHOD
@@ -25,17 +29,25 @@ std::vector<MethodEntry>& registry() {
   return entries;
 }
 
-const MethodEntry& entry_of(const std::string& name) {
+const MethodEntry* find_entry(const std::string& name) {
   for (const auto& e : registry()) {
-    if (e.info.name == name) return e;
+    if (e.info.name == name) return &e;
   }
+  return nullptr;
+}
+
+const MethodEntry& entry_of(const std::string& name) {
+  if (const auto* e = find_entry(name)) return *e;
   std::vector<std::string> names;
   for (const auto& e : registry()) names.push_back(e.info.name);
   throw InputError(fmt::format("unknown method '{}' (available: {})", name, fmt::join(names, ", ")));
 }
 
-// λ ≥ 0 (NaN refused; +∞ allowed: the limit is the gradient direction scaled to 0).
+// λ ≥ 0 (+∞ allowed: the limit is the gradient direction scaled to 0). A negative λ is bad
+// input; a NaN one comes from a non-finite damping scale (a relative damping on overflowing
+// statistics), a numerical failure of these cells.
 void check_damping(const std::string& method, double damping) {
+  if (std::isnan(damping)) throw NumericalError(fmt::format("{}: the damping λ is NaN", method));
   if (!(damping >= 0)) throw InputError(fmt::format("{}: the damping λ must be ≥ 0, got {}", method, damping));
 }
 
@@ -90,6 +102,11 @@ std::unique_ptr<UpdateMethod> make_method(const std::string& name, const MethodO
 }
 
 const MethodInfo& method_info(const std::string& name) { return entry_of(name).info; }
+
+const MethodInfo* find_method(const std::string& name) {
+  const auto* e = find_entry(name);
+  return e ? &e->info : nullptr;
+}
 
 std::vector<MethodInfo> list_methods() {
   std::vector<MethodInfo> out;

@@ -82,5 +82,7 @@ std::unique_ptr<UpdateMethod> make_method(const std::string& name, const MethodO
 std::vector<MethodInfo> list_methods();
 // The entry of `name` (InputError naming the available methods when unknown).
 const MethodInfo& method_info(const std::string& name);
+// The same, or nullptr for a name this build does not know (an older result file's method).
+const MethodInfo* find_method(const std::string& name);
 
 }  // namespace fisheval::solvers

@@ -132,6 +132,12 @@ int run_eval(const std::vector<std::string>& args) {
   for (const char* flag : {"per-sample-engine", "jvp-engine", "block-products"}) add_setting(run, flag);
   run.add_options()("quiet", po::bool_switch(), "no progress on stderr");
   add_read_timeout_option(run);
+  // A row of sweep_settings() that no section above names still gets its flag, under "Run".
+  for (const auto& row : sweep_settings()) {
+    const bool declared = what.find_nothrow(row.flag, false) || batches.find_nothrow(row.flag, false) ||
+                          methods.find_nothrow(row.flag, false) || run.find_nothrow(row.flag, false);
+    if (!declared) add_setting(run, row.flag);
+  }
   po::options_description all;
   all.add(what).add(batches).add(methods).add(run);
   po::positional_options_description positional;

@@ -21,10 +21,8 @@ namespace fisheval::cli {
 namespace {
 
 bool method_is_damped(const std::string& name) {
-  for (const auto& m : solvers::list_methods()) {
-    if (m.name == name) return m.damped;
-  }
-  return true;  // a method this build does not know: count every damping
+  const auto* m = solvers::find_method(name);
+  return m ? m->damped : true;  // a method this build does not know: count every damping
 }
 
 }  // namespace

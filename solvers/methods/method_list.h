@@ -1,7 +1,8 @@
 // The registry's lines: one per method, naming the function in the method's file (under
 // solvers/methods/) that returns its MethodEntry — data and factory. The order is the order
-// of `fisheval methods`, of the report's rows, and of the natural-gradient references tried
-// for γ/γ_ng. Included by solvers/registry.cpp with FISHEVAL_METHOD defined.
+// of `fisheval methods` and of the demo's methods, and breaks ties among the natural-gradient
+// references tried for γ/γ_ng (base/method_info.h). Included by solvers/registry.cpp with
+// FISHEVAL_METHOD defined.
 FISHEVAL_METHOD(sgd_entry)
 FISHEVAL_METHOD(ef_entry)
 FISHEVAL_METHOD(ief_entry)
