@@ -204,6 +204,7 @@ BenchReport run_bench(const BenchOptions& o) {
   const auto prepared = [&] {
     Prepared p{make_lin(), nullptr};
     p.state = std::make_unique<solvers::BatchState>(*p.lin, *loss, targets, solvers::BatchStateOptions{});
+    if (p.lin->unit_grads_affordable()) p.lin->unit_grads();  // first, as the unit does (eval/unit.cpp)
     p.state->grad();
     p.state->gram();
     p.state->sampled_gram();

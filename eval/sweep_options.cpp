@@ -125,8 +125,10 @@ std::vector<SweepSetting> make_sweep_settings() {
        [](const O& o) -> V { return std::string(mvp::kJvpEngines.text(o.engines.jvp)); },
        [](O& o, const V& v) { o.engines.jvp = mvp::kJvpEngines.parse(text_of(v)); }},
       {"block-products", nullptr,
-       "J_z d of the Kronecker/Shampoo directions (layer blocks in a basis): auto (the cheaper by operation count) | "
-       "rotated (layer taps rotated into each basis once) | direct (each block back-rotated)",
+       "J_z d of the Kronecker/Shampoo directions (layer blocks in a basis): auto (the cheapest by operation count) | "
+       "rotated (layer taps rotated into each basis once) | direct (each block back-rotated) | jacobian (each block "
+       "back-rotated and paired with the layer's per-sample output-unit Jacobian, formed once; where it has at most "
+       "2^23 entries, else rotated)",
        [](const O& o) -> V { return std::string(kBlockProducts.text(o.statistics.block_products)); },
        [](O& o, const V& v) { o.statistics.block_products = kBlockProducts.parse(text_of(v)); }},
   };

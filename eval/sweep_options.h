@@ -30,10 +30,11 @@ inline constexpr EnumTable<Dtype, 3> kDtypes{
     "dtype", {{{Dtype::kAuto, "auto"}, {Dtype::kFloat32, "float32"}, {Dtype::kFloat64, "float64"}}}};
 inline constexpr EnumTable<BatchSampling, 2> kBatchSamplings{
     "batch sampling", {{{BatchSampling::kSequential, "sequential"}, {BatchSampling::kRandom, "random"}}}};
-inline constexpr EnumTable<solvers::BlockProducts, 3> kBlockProducts{"block-product route",
+inline constexpr EnumTable<solvers::BlockProducts, 4> kBlockProducts{"block-product route",
                                                                      {{{solvers::BlockProducts::kAuto, "auto"},
                                                                        {solvers::BlockProducts::kRotated, "rotated"},
-                                                                       {solvers::BlockProducts::kDirect, "direct"}}}};
+                                                                       {solvers::BlockProducts::kDirect, "direct"},
+                                                                       {solvers::BlockProducts::kJacobian, "jacobian"}}}};
 // MethodOptions::kfac_reduce: KFAC-expand (tokens as extra samples) or KFAC-reduce.
 inline constexpr EnumTable<bool, 2> kKfacApprox{"Kronecker approximation", {{{false, "expand"}, {true, "reduce"}}}};
 

@@ -137,6 +137,10 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
 bool UnitRunner::batch_statistics(Unit& x) {
   auto& v = x.u.values;
   auto& state = x.state;
+  // The output-unit taps first when the indicator will use them (logit_jvp): every later
+  // set of layer output gradients (true and sampled labels, the Kronecker statistics) and g
+  // itself are then combinations of them instead of backward passes.
+  if (x.lin.unit_grads_affordable()) x.lin.unit_grads();
   const auto& g = state.grad();
   v["loss"] = {state.loss()};
   v["grad_norm"] = {g.norm().item<double>()};

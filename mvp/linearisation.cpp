@@ -226,13 +226,11 @@ at::Tensor Linearisation::jvp_double_backward(const at::Tensor& v) {
   return jv[0].defined() ? jv[0] : torch::zeros_like(logits_);
 }
 
-std::vector<at::Tensor> Linearisation::output_grads(const at::Tensor& u, bool all_tapped) {
+std::vector<at::Tensor> Linearisation::output_grads(const at::Tensor& u) {
   std::vector<at::Tensor> outs;
   std::vector<size_t> which;
   for (size_t l = 0; l < taps_.size(); ++l) {
-    const bool wanted = all_tapped ? taps_[l].output.defined() && taps_[l].output.requires_grad()
-                                   : (coverage_[l].first >= 0 || coverage_[l].second >= 0);
-    if (wanted) {
+    if (coverage_[l].first >= 0 || coverage_[l].second >= 0) {
       outs.push_back(taps_[l].output);
       which.push_back(l);
     }
@@ -256,10 +254,36 @@ at::Tensor Linearisation::layer_output_tokens(size_t l) const {
   return tokens_of_output(model_.layers()[l], taps_[l].output.detach());
 }
 
+at::Tensor Linearisation::from_unit_grads(size_t l, const at::Tensor& seeds) const {
+  // The VJP is linear in its seed: with the output-unit taps b_z = ∂z_{n,z}/∂o_l [Z, N, T, d],
+  //   b_{s,n,t} = Σ_z u_{s,n,z} b_{z,n,t}    (a product per sample, no backward pass).
+  const auto& units = unit_grads_->per_layer[l];
+  const int64_t Z = units.size(0), N = units.size(1), T = units.size(2), d = units.size(3), S = seeds.size(0);
+  const auto u = seeds.reshape({S, N, Z}).permute({1, 0, 2});                     // [N, S, Z]
+  const auto b = torch::bmm(u, units.reshape({Z, N, T * d}).permute({1, 0, 2}));  // [N, S, T·d]
+  return b.permute({1, 0, 2}).reshape({S, N, T, d}).contiguous();                 // [S, N, T, d]
+}
+
+bool Linearisation::unit_grads_cover() const {
+  if (!unit_grads_) return false;
+  for (size_t l = 0; l < taps_.size(); ++l) {
+    const bool covered = coverage_[l].first >= 0 || coverage_[l].second >= 0;
+    if (covered && !unit_grads_->per_layer[l].defined()) return false;
+  }
+  return true;
+}
+
 std::vector<at::Tensor> Linearisation::layer_output_grad_tokens(const at::Tensor& u) {
   const auto seeds = seeds_with_axis(u.to(logits_.options()));
+  if (unit_grads_cover()) {
+    std::vector<at::Tensor> result(taps_.size());
+    for (size_t l = 0; l < taps_.size(); ++l) {
+      if (unit_grads_->per_layer[l].defined()) result[l] = from_unit_grads(l, seeds);
+    }
+    return result;
+  }
   std::vector<std::vector<at::Tensor>> per_seed;
-  for (int64_t s = 0; s < seeds.size(0); ++s) per_seed.push_back(output_grads(seeds[s], /*all_tapped=*/true));
+  for (int64_t s = 0; s < seeds.size(0); ++s) per_seed.push_back(output_grads(seeds[s]));
   std::vector<at::Tensor> result(taps_.size());
   for (size_t l = 0; l < taps_.size(); ++l) {
     if (!per_seed[0][l].defined()) continue;
@@ -306,9 +330,15 @@ TapGrads Linearisation::tap_grads(const at::Tensor& u) {
   TapGrads out;
   out.sets = seeds.size(0);
   out.per_layer.resize(taps_.size());
+  if (unit_grads_cover()) {
+    for (size_t l = 0; l < taps_.size(); ++l) {
+      if (unit_grads_->per_layer[l].defined()) out.per_layer[l] = from_unit_grads(l, seeds);
+    }
+    return out;
+  }
   std::vector<std::vector<at::Tensor>> per_layer(taps_.size());
   for (int64_t s = 0; s < out.sets; ++s) {
-    const auto grads = output_grads(seeds[s], /*all_tapped=*/false);
+    const auto grads = output_grads(seeds[s]);
     for (size_t l = 0; l < taps_.size(); ++l) {
       if (grads[l].defined()) per_layer[l].push_back(tokens_of_output(model_.layers()[l], grads[l]));
     }

@@ -93,8 +93,11 @@ class Linearisation {
   at::Tensor combine(const TapGrads& b, const at::Tensor& w);    // Σ_{s,n} w_{sn} J_{z_n}ᵀ u_{sn}, [P]
   // Output-unit seeds: TapGrads of the Z one-hot seeds e_k (k over the Z = numel/N outputs of
   // a sample, set for every sample at once), so that ∂z_{n,k}/∂θ is a contraction; memoised.
+  // Once they exist, tap_grads and layer_output_grad_tokens combine them (the VJP is linear
+  // in its seed) instead of running a backward pass per seed set.
   bool unit_grads_affordable() const;
   const TapGrads& unit_grads();
+  bool has_unit_grads() const { return unit_grads_ != nullptr; }
 
   // Layer taps, for the Kronecker and Shampoo methods.
   const std::vector<LayerSpec>& layers() const { return model_.layers(); }
@@ -102,8 +105,10 @@ class Linearisation {
   bool has_tap(size_t l) const { return taps_[l].output.defined(); }
   // a [N, T, d_in] in token form (taps.h), detached.
   at::Tensor layer_input_tokens(size_t l) const;
-  // b [S, N, T, d_out] in token form for seeds u ([S, *z] or [*z], then S = 1), one
-  // backward per seed set for all tapped layers at once.
+  // b [S, N, T, d_out] in token form for seeds u ([S, *z] or [*z], then S = 1) for every
+  // covered layer (owning a selected parameter; undefined for the others), one backward per
+  // seed set for all of them at once — or, once unit_grads() has run,
+  // none: then b is a combination of the output-unit taps (as for tap_grads).
   std::vector<at::Tensor> layer_output_grad_tokens(const at::Tensor& u);
   // Output gradients backpropagated from layer `source`'s output instead of the logits: for
   // seeds v [S, N, T, d_source] in token form, b_l [S, N, T, d_l] = ∂⟨v_s, o_source⟩/∂o_l
@@ -141,7 +146,11 @@ class Linearisation {
   at::Tensor jvp_many_taps(const at::Tensor& D);
   void require_taps(const char* what) const;
   // Output gradients of the covered layers for one seed set.
-  std::vector<at::Tensor> output_grads(const at::Tensor& u, bool all_tapped);
+  std::vector<at::Tensor> output_grads(const at::Tensor& u);
+  // Whether the output-unit taps exist for every covered layer (those output_grads returns).
+  bool unit_grads_cover() const;
+  // Layer l's output gradients for seeds [S, *z] from the output-unit taps, [S, N, T, d_out].
+  at::Tensor from_unit_grads(size_t l, const at::Tensor& seeds) const;
 
   Model& model_;
   ParamLayout layout_;

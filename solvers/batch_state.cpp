@@ -28,7 +28,11 @@ const at::Tensor& BatchState::logit_grad_norm_sq() {
 }
 
 const at::Tensor& BatchState::grad() {
-  if (!g_.defined()) g_ = lin_.vjp(logit_grad());
+  // g = Σ_n J_nᵀ r_n: once the output-unit taps exist (they cover θ), the true-label taps
+  // are their combination and g = Jᵀ1 is a contraction with the layer inputs; else one VJP.
+  if (!g_.defined()) {
+    g_ = lin_.has_unit_grads() ? jt_times(torch::ones({num_samples()}, torch::kDouble)) : lin_.vjp(logit_grad());
+  }
   return g_;
 }
 

@@ -22,9 +22,11 @@
 namespace fisheval::solvers {
 
 // How J_z d is formed for directions given as layer blocks in a basis (the Kronecker and
-// Shampoo families): rotate the layer's taps into the basis once, or back-rotate each
-// block; kAuto picks the cheaper by an operation count.
-enum class BlockProducts { kAuto, kRotated, kDirect };
+// Shampoo families): rotate the layer's taps into the basis once, back-rotate each block
+// and pair it with the taps, or back-rotate each block and pair it with the block's
+// per-sample output-unit Jacobian (formed once per layer, shared by every method and
+// damping; where it fits in memory); kAuto picks the cheapest by an operation count.
+enum class BlockProducts { kAuto, kRotated, kDirect, kJacobian };
 
 struct BatchStateOptions {
   int64_t mc_samples = 1;     // K: sampled labels per datum (sf, kfac, fim-shampoo, kfe)

@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <string>
 
@@ -130,84 +132,157 @@ std::string basis_key(const BasisBlock& blk) {
                      static_cast<const void*>(blk.U_out.data_ptr()));
 }
 
-at::Tensor block_logit_jvp(BatchState& state, const std::vector<const BasisBlock*>& blocks,
-                           const std::map<std::string, int64_t>& uses) {
-  // (J_z d)_{n,z} = Σ_blocks Σ_t ⟨b_{z,n,t}, D ā_{n,t}⟩, b = ∂z_{n,z}/∂out (output-unit taps),
-  // ā the layer input (with a 1 for the bias), D = U_out X U_inᵀ the block of d (thin bases:
-  // the rotated route, with their three further terms). Two ways:
-  //  rotated: ã = U_inᵀ ā and b̃ = U_outᵀ b once per basis (Z·N·T·rows² + N·T·cols²), then
-  //           ⟨b̃, X ã⟩ per direction — no back-rotation of X;
-  //  direct:  D = U_out X U_inᵀ per direction (rows·cols·(rows+cols)), then ⟨b, D ā⟩.
-  // The cheaper one for the number of directions sharing the basis in this call is used
-  // (rotation wins for wide layers and few outputs; back-rotation for many tokens/outputs).
+// Stacks one field of the group's blocks: [K, ...] in the working dtype.
+template <typename Field>
+at::Tensor stacked(const std::vector<const BasisBlock*>& group, Field&& field, c10::ScalarType dtype) {
+  std::vector<at::Tensor> parts;
+  parts.reserve(group.size());
+  for (const auto* blk : group) parts.push_back(field(*blk));
+  return torch::stack(parts).to(dtype);
+}
+
+// J_z d_k of one layer block for the K directions of `group`, which share its bases (one
+// method's dampings, or several methods with the same factors): [N, Z, K].
+//   (J_z d)_{n,z} = Σ_t ⟨b_{z,n,t}, D ā_{n,t}⟩ = ⟨J_{n,z}, D⟩,  J_{n,z} = Σ_t b_{z,n,t} ā_{n,t}ᵀ,
+// b = ∂z_{n,z}/∂out (output-unit taps), ā the layer input (with a 1 for the bias),
+// D = U_out X U_inᵀ the block of d (thin bases: the rotated route, with their three further
+// terms). All K directions go through each product at once (the damping axis is a column
+// axis of one product, not a loop). Three ways, the cheapest for K by operation count:
+//  rotated:  ã = U_inᵀ ā and b̃ = U_outᵀ b once per basis, then ⟨b̃, X_k ã⟩ for every k — no
+//            back-rotation of X;
+//  direct:   D_k = U_out X_k U_inᵀ, then ⟨b, D_k ā⟩;
+//  jacobian: D_k as in direct, then ⟨J_{n,z}, D_k⟩ with the block's per-sample output-unit
+//            Jacobian [N·Z, rows·cols], formed once per layer (and shared by every method).
+// (Rotation wins for wide layers and few outputs; the Jacobian for many tokens and small
+// blocks, e.g. LoRA factors; back-rotation for the rest.)
+at::Tensor group_logit_jvp(BatchState& state, const std::vector<const BasisBlock*>& group) {
+  constexpr double kMaxJacobian = 1 << 23;  // entries of a layer's [N·Z, rows·cols] Jacobian
+  const auto& first = *group.front();
   const auto& z = state.lin().logits();
-  const int64_t N = state.num_samples(), Z = z.numel() / N;
-  auto jd = torch::zeros({N, Z}, z.options());
+  const int64_t N = state.num_samples(), Z = z.numel() / N, K = static_cast<int64_t>(group.size());
   const auto& units = state.lin().unit_grads();
   const auto dtype = z.scalar_type();
-  for (const auto* blk : blocks) {
-    const auto key = basis_key(*blk);
-    const auto& abar = state.memo<at::Tensor>(
-        fmt::format("layer-input-with-ones/{}/{}/{}", blk->layer, blk->weight >= 0, blk->bias >= 0), [&] {
-      std::vector<at::Tensor> parts;
-      const auto out = state.lin().layer_output_tokens(blk->layer);
-      if (blk->weight >= 0) parts.push_back(state.lin().layer_input_tokens(blk->layer));
-      if (blk->bias >= 0) parts.push_back(torch::ones({out.size(0), out.size(1), 1}, out.options()));
-      return torch::cat(parts, -1);  // [N, T, cols]
+  const auto key = basis_key(first);
+  const auto abar_key = fmt::format("layer-input-with-ones/{}/{}/{}", first.layer, first.weight >= 0, first.bias >= 0);
+  const auto& abar = state.memo<at::Tensor>(abar_key, [&] {
+    std::vector<at::Tensor> parts;
+    const auto out = state.lin().layer_output_tokens(first.layer);
+    if (first.weight >= 0) parts.push_back(state.lin().layer_input_tokens(first.layer));
+    if (first.bias >= 0) parts.push_back(torch::ones({out.size(0), out.size(1), 1}, out.options()));
+    return torch::cat(parts, -1);  // [N, T, cols]
+  });
+  const int64_t T = abar.size(1), rows = first.rows, cols = first.cols;
+  const int64_t r_out = first.U_out.size(1), r_in = first.U_in.size(1);
+  const auto jacobian_key = fmt::format("block-jacobian/{}", abar_key);
+  const double n = N, back_rotation = double(rows) * r_in * (r_out + cols);
+  const double rotated_cost = (state.has_memo(key) ? 0.0 : n * Z * T * rows * r_out + n * T * cols * r_in) +
+                              K * n * T * r_out * (r_in + Z);
+  const double direct_cost = K * (back_rotation + n * T * rows * (cols + Z));
+  const bool jacobian_fits = n * Z * rows * cols <= kMaxJacobian;
+  const double jacobian_cost = (state.has_memo(jacobian_key) ? 0.0 : n * Z * T * rows * cols) +
+                               K * (back_rotation + n * Z * rows * cols);
+  auto route = state.options().block_products;
+  if (first.thin() || (route == BlockProducts::kJacobian && !jacobian_fits)) route = BlockProducts::kRotated;
+  if (route == BlockProducts::kAuto) {
+    route = direct_cost < rotated_cost ? BlockProducts::kDirect : BlockProducts::kRotated;
+    if (jacobian_fits && jacobian_cost < std::min(direct_cost, rotated_cost)) route = BlockProducts::kJacobian;
+  }
+  // v_k = D_k ā (or X_k ã) for every k, laid out [N, T·r, K] to pair with taps [N, Z, T·r]
+  // (the small matrices are laid out [r, K, c], so that the product comes out in that
+  // layout and the large one is never permuted).
+  const auto per_direction = [&](const at::Tensor& inputs, const at::Tensor& mats) {  // [N, T, c], [K, r, c]
+    const int64_t r = mats.size(1), c = mats.size(2);
+    const auto m = mats.permute({1, 0, 2}).reshape({r * K, c});               // [r·K, c]
+    return torch::mm(inputs.reshape({N * T, c}), m.t()).view({N, T * r, K});  // [N·T, r·K] = [N, T·r, K]
+  };
+  const auto X = stacked(group, [](const BasisBlock& b) { return b.X; }, dtype);  // [K, r_out, r_in]
+  if (route == BlockProducts::kRotated) {
+    // ã [N, T, r_in], and b̃ laid out once as [N, Z, T·r_out].
+    const auto& rotated = state.memo<std::pair<at::Tensor, at::Tensor>>(key, [&] {
+      const auto bt = torch::matmul(units.per_layer[first.layer], first.U_out.to(dtype));  // [Z, N, T, r_out]
+      return std::make_pair(torch::matmul(abar, first.U_in.to(dtype)),
+                            bt.permute({1, 0, 2, 3}).reshape({N, Z, T * r_out}).contiguous());
     });
-    const int64_t T = abar.size(1), rows = blk->rows, cols = blk->cols;
-    const int64_t r_out = blk->U_out.size(1), r_in = blk->U_in.size(1);
-    const auto it = uses.find(key);
-    const int64_t K = it == uses.end() ? 1 : it->second;
-    const bool have_rotated = state.has_memo(key);
-    const double rotate_cost = have_rotated ? 0.0 : double(Z) * N * T * rows * r_out + double(N) * T * cols * r_in;
-    const double direct_cost = double(K) * rows * r_in * (r_out + cols);
-    const auto how = state.options().block_products;
-    if (blk->thin() || how == BlockProducts::kRotated || (how == BlockProducts::kAuto && rotate_cost <= direct_cost)) {
-      // ã [N, T, r_in], and b̃ laid out once as [N, Z, T·r_out], so that each direction's
-      // ⟨b̃, X ã⟩ is one batched product without copying the taps again.
-      const auto& rotated = state.memo<std::pair<at::Tensor, at::Tensor>>(key, [&] {
-        const auto bt = torch::matmul(units.per_layer[blk->layer], blk->U_out.to(dtype));  // [Z, N, T, r_out]
-        return std::make_pair(torch::matmul(abar, blk->U_in.to(dtype)),
-                              bt.permute({1, 0, 2, 3}).reshape({N, Z, -1}).contiguous());
+    auto jd = torch::bmm(rotated.second, per_direction(rotated.first, X));  // [N, Z, K]
+    if (first.thin()) {
+      // Thin bases, G's parts outside them (direction.h), each a sum over the basis side
+      // that the method scales, formed once per basis as [N, Z, r] and then weighted:
+      //   ⟨b, U_out·diag(l)·G_left ā⟩ = Σ_r l_r Σ_t b̃_r (G_left ā)_r,
+      //   ⟨b, G_right·diag(r)·U_inᵀ ā⟩ = Σ_r r_r Σ_t (bᵀ G_right)_r ã_r,
+      //   ⟨b, G_perp ā⟩ = ⟨b, G Q_in ā⟩ − Σ_r Σ_t b̃_r (G_left ā)_r (G Q_in's products shared).
+      const auto& sp = *first.split;
+      const auto& left = state.memo<at::Tensor>(fmt::format("left-jvp/{}", key), [&] {
+        const auto la = torch::matmul(abar, sp.left.t().to(dtype));  // G_left ā: [N, T, r_out]
+        return (rotated.second.reshape({N, Z, T, r_out}) * la.unsqueeze(1)).sum(2);
       });
-      const auto v = torch::matmul(rotated.first, blk->X.t().to(dtype));  // X ã: [N, T, r_out]
-      jd.add_(torch::bmm(rotated.second, v.reshape({N, -1, 1})).squeeze(-1));
-      if (blk->thin()) {
-        // Thin bases, G's parts outside them (direction.h), each a sum over the basis side
-        // that the method scales, formed once per basis as [N, Z, r] and then weighted:
-        //   ⟨b, U_out·diag(l)·G_left ā⟩ = Σ_r l_r Σ_t b̃_r (G_left ā)_r,
-        //   ⟨b, G_right·diag(r)·U_inᵀ ā⟩ = Σ_r r_r Σ_t (bᵀ G_right)_r ã_r,
-        //   ⟨b, G_perp ā⟩ = ⟨b, G Q_in ā⟩ − Σ_r Σ_t b̃_r (G_left ā)_r (G Q_in's products shared).
-        const auto& sp = *blk->split;
-        const auto& left = state.memo<at::Tensor>(fmt::format("left-jvp/{}", key), [&] {
-          const auto la = torch::matmul(abar, sp.left.t().to(dtype));  // G_left ā: [N, T, r_out]
-          return (rotated.second.reshape({N, Z, T, -1}) * la.unsqueeze(1)).sum(2);
-        });
-        const auto& right = state.memo<at::Tensor>(fmt::format("right-jvp/{}", key), [&] {
-          return torch::einsum("zntr,ntr->nzr",
-                               {torch::matmul(units.per_layer[blk->layer], sp.right.to(dtype)), rotated.first});
-        });
-        jd.add_(torch::matmul(left, blk->left_scale.to(dtype)) + torch::matmul(right, blk->right_scale.to(dtype)));
-        if (blk->perp_coef != 0) {
-          const auto& gq = state.memo<at::Tensor>(
-              fmt::format("gq-jvp/{}/{}", blk->layer, static_cast<const void*>(sp.GQ.data_ptr())), [&] {
-                return torch::einsum("zntr,ntr->nz",
-                                     {units.per_layer[blk->layer], torch::matmul(abar, sp.GQ.t().to(dtype))});
-              });
-          jd.add_(gq - left.sum(-1), blk->perp_coef);
-        }
+      const auto& right = state.memo<at::Tensor>(fmt::format("right-jvp/{}", key), [&] {
+        return torch::einsum("zntr,ntr->nzr",
+                             {torch::matmul(units.per_layer[first.layer], sp.right.to(dtype)), rotated.first});
+      });
+      const auto L = stacked(group, [](const BasisBlock& b) { return b.left_scale; }, dtype);   // [K, r_out]
+      const auto R = stacked(group, [](const BasisBlock& b) { return b.right_scale; }, dtype);  // [K, r_in]
+      jd.add_(torch::matmul(left, L.t()) + torch::matmul(right, R.t()));
+      std::vector<double> perp(K);
+      for (int64_t k = 0; k < K; ++k) perp[k] = group[k]->perp_coef;
+      if (std::any_of(perp.begin(), perp.end(), [](double c) { return c != 0; })) {
+        const auto& gq = state.memo<at::Tensor>(
+            fmt::format("gq-jvp/{}/{}", first.layer, static_cast<const void*>(sp.GQ.data_ptr())), [&] {
+              return torch::einsum("zntr,ntr->nz",
+                                   {units.per_layer[first.layer], torch::matmul(abar, sp.GQ.t().to(dtype))});
+            });
+        jd.add_((gq - left.sum(-1)).unsqueeze(-1) * torch::tensor(perp, torch::kDouble).to(jd.options()));
       }
-    } else {
-      const auto D = torch::matmul(torch::matmul(blk->U_out, blk->X), blk->U_in.t()).to(dtype);  // [rows, cols]
-      const auto v = torch::matmul(abar, D.t());                                                  // D ā: [N, T, rows]
-      const auto& b = state.memo<at::Tensor>(fmt::format("units-by-sample/{}", blk->layer), [&] {
-        return units.per_layer[blk->layer].permute({1, 0, 2, 3}).reshape({N, Z, -1}).contiguous();  // [N, Z, T·rows]
-      });
-      jd.add_(torch::bmm(b, v.reshape({N, -1, 1})).squeeze(-1));
+    }
+    return jd;
+  }
+  const auto D = torch::matmul(torch::matmul(first.U_out.to(dtype), X), first.U_in.t().to(dtype));  // [K, rows, cols]
+  if (route == BlockProducts::kJacobian) {
+    // J_{n,z} = Σ_t b_{z,n,t} ā_{n,t}ᵀ for every (n, z) at once: [N, Z·rows, T] × [N, T, cols].
+    const auto& J = state.memo<at::Tensor>(jacobian_key, [&] {
+      const auto b = units.per_layer[first.layer].permute({1, 0, 3, 2}).reshape({N, Z * rows, T});
+      return torch::bmm(b, abar).reshape({N * Z, rows * cols});
+    });
+    return torch::mm(J, D.reshape({K, rows * cols}).t()).view({N, Z, K});
+  }
+  const auto& b = state.memo<at::Tensor>(fmt::format("units-by-sample/{}", first.layer), [&] {
+    return units.per_layer[first.layer].permute({1, 0, 2, 3}).reshape({N, Z, T * rows}).contiguous();  // [N, Z, T·rows]
+  });
+  return torch::bmm(b, per_direction(abar, D));
+}
+
+// The directions given as basis blocks, [K_blocks, N, Z]: their blocks grouped by basis,
+// each group's directions through group_logit_jvp together, in chunks that keep the
+// [N, T·r, K] products under a fixed size.
+at::Tensor blocks_logit_jvp(BatchState& state, const std::vector<const Direction*>& dirs) {
+  const auto& z = state.lin().logits();
+  const int64_t N = state.num_samples(), Z = z.numel() / N;
+  auto out = torch::zeros({static_cast<int64_t>(dirs.size()), N, Z}, z.options());
+  std::map<std::string, std::vector<std::pair<int64_t, const BasisBlock*>>> groups;
+  for (size_t k = 0; k < dirs.size(); ++k) {
+    for (const auto& blk : dirs[k]->blocks) {
+      const auto split = static_cast<const void*>(blk.split.get());
+      groups[fmt::format("{}/{}", basis_key(blk), split)].emplace_back(static_cast<int64_t>(k), &blk);
     }
   }
-  return jd.reshape(z.sizes());
+  constexpr double kMaxElements = 1 << 23;  // per [N, T·r, K] product (64 MiB in float64)
+  for (const auto& [key, members] : groups) {
+    const auto& blk = *members.front().second;
+    const int64_t T = state.lin().layer_output_tokens(blk.layer).size(1);
+    const double per_k = double(N) * T * std::max({blk.rows, blk.U_out.size(1), int64_t(1)});
+    const auto chunk = static_cast<size_t>(std::max(1.0, std::floor(kMaxElements / per_k)));
+    for (size_t at = 0; at < members.size(); at += chunk) {
+      const size_t end = std::min(members.size(), at + chunk);
+      std::vector<const BasisBlock*> group;
+      std::vector<int64_t> index;
+      for (size_t i = at; i < end; ++i) {
+        index.push_back(members[i].first);
+        group.push_back(members[i].second);
+      }
+      const auto idx = torch::tensor(index, torch::TensorOptions().dtype(torch::kLong).device(z.device()));
+      out.index_add_(0, idx, group_logit_jvp(state, group).permute({2, 0, 1}));
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -219,14 +294,9 @@ at::Tensor logit_jvp(BatchState& state, const std::vector<Direction>& dirs) {
   for (auto s : z.sizes()) shape.push_back(s);
   auto out = torch::zeros(shape, z.options());
   const bool units = state.lin().unit_grads_affordable();
-  // How many block directions share each basis (chooses rotated vs direct products).
-  std::map<std::string, int64_t> uses;
-  for (const auto& dir : dirs) {
-    if (dir.d.defined() || dir.has_weights()) continue;
-    for (const auto& b : dir.blocks) ++uses[basis_key(b)];
-  }
-  std::vector<int64_t> generic;
+  std::vector<int64_t> generic, blocked;
   std::vector<at::Tensor> rows;
+  std::vector<const Direction*> block_dirs;
   for (int64_t k = 0; k < K; ++k) {
     const auto& dir = dirs[k];
     const bool weights = dir.has_weights() && dir.blocks.empty() && !dir.remainder.defined();
@@ -234,9 +304,8 @@ at::Tensor logit_jvp(BatchState& state, const std::vector<Direction>& dirs) {
     if (units && weights) {
       out[k].copy_(weights_logit_jvp(state, dir));
     } else if (units && blocks) {
-      std::vector<const BasisBlock*> ptrs;
-      for (const auto& b : dir.blocks) ptrs.push_back(&b);
-      out[k].copy_(block_logit_jvp(state, ptrs, uses));
+      blocked.push_back(k);
+      block_dirs.push_back(&dir);
       if (dir.remainder.defined()) {
         generic.push_back(k);
         rows.push_back(dir.remainder);
@@ -246,10 +315,15 @@ at::Tensor logit_jvp(BatchState& state, const std::vector<Direction>& dirs) {
       rows.push_back(materialise(state, dir));
     }
   }
-  if (!generic.empty()) {
-    const auto idx = torch::tensor(generic, torch::TensorOptions().dtype(torch::kLong).device(z.device()));
-    out.index_add_(0, idx, state.lin().jvp_many(torch::stack(rows)));
+  const auto index = [&](const std::vector<int64_t>& ks) {
+    return torch::tensor(ks, torch::TensorOptions().dtype(torch::kLong).device(z.device()));
+  };
+  if (!blocked.empty()) {
+    auto block_shape = shape;
+    block_shape[0] = static_cast<int64_t>(blocked.size());
+    out.index_add_(0, index(blocked), blocks_logit_jvp(state, block_dirs).reshape(block_shape));
   }
+  if (!generic.empty()) out.index_add_(0, index(generic), state.lin().jvp_many(torch::stack(rows)));
   return out;
 }
 

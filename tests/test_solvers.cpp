@@ -182,9 +182,11 @@ TEST_P(SolverTest, EveryFormOfADirectionScoresTheSame) {
   random.d = torch::randn_like(g_);
   cheap.push_back(random);
   plain.push_back(random);
-  // Blocks: back-rotated per direction, taps rotated into each basis, and the automatic choice.
+  // Blocks: back-rotated per direction, taps rotated into each basis, back-rotated and paired
+  // with the layer's per-sample Jacobian, and the automatic choice.
   std::vector<at::Tensor> q_blocks;
-  for (auto how : {solvers::BlockProducts::kDirect, solvers::BlockProducts::kRotated, solvers::BlockProducts::kAuto}) {
+  for (auto how : {solvers::BlockProducts::kDirect, solvers::BlockProducts::kRotated, solvers::BlockProducts::kJacobian,
+                   solvers::BlockProducts::kAuto}) {
     state_->set_block_products(how);
     q_blocks.push_back(solvers::fisher_quad(*state_, cheap));
   }
