@@ -1,5 +1,6 @@
 #include "solvers/batch_state.h"
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 namespace fisheval::solvers {
@@ -113,10 +114,79 @@ const at::Tensor& BatchState::cross_gram() {
   return cross_gram_;
 }
 
+const at::Tensor& BatchState::layer_inputs(size_t layer, bool weight, bool bias) {
+  return memo<at::Tensor>(fmt::format("layer-input-with-ones/{}/{}/{}", layer, weight, bias), [&] {
+    std::vector<at::Tensor> parts;
+    const auto out = lin_.layer_output_tokens(layer);
+    if (weight) parts.push_back(lin_.layer_input_tokens(layer));
+    if (bias) parts.push_back(torch::ones({out.size(0), out.size(1), 1}, out.options()));
+    return torch::cat(parts, -1);  // [N, T, cols]
+  });
+}
+
+namespace {
+std::string unit_jacobian_key(size_t layer, bool weight, bool bias) {
+  return fmt::format("unit-jacobian/{}/{}/{}", layer, weight, bias);
+}
+}  // namespace
+
+bool BatchState::has_unit_jacobian(size_t layer, bool weight, bool bias) const {
+  return has_memo(unit_jacobian_key(layer, weight, bias));
+}
+
+const at::Tensor& BatchState::unit_jacobian(size_t layer, bool weight, bool bias) {
+  return memo<at::Tensor>(unit_jacobian_key(layer, weight, bias), [&] {
+    const auto& units = lin_.unit_grads().per_layer[layer];  // b [Z, N, T, rows]
+    const auto& abar = layer_inputs(layer, weight, bias);    // ā [N, T, cols]
+    const int64_t Z = units.size(0), N = units.size(1), T = units.size(2), rows = units.size(3);
+    // Σ_t b_{z,n,t} ā_{n,t}ᵀ for every (n, z) at once: [N, Z·rows, T] × [N, T, cols].
+    const auto b = units.permute({1, 0, 3, 2}).reshape({N, Z * rows, T});
+    return torch::bmm(b, abar).reshape({N * Z, rows * abar.size(2)});
+  });
+}
+
+bool BatchState::unit_jacobians_fit() const {
+  if (!lin_.has_unit_grads()) return false;
+  const int64_t N = num_samples(), Z = lin_.logits().numel() / N;
+  const auto& layout = lin_.layout();
+  double entries = 0;
+  for (size_t l = 0; l < lin_.layers().size(); ++l) {
+    const int w = lin_.weight_index(l), b = lin_.bias_index(l);
+    if (w >= 0) entries += double(layout.numel(w)) + (b >= 0 ? double(layout.shape(w)[0]) : 0.0);
+    else if (b >= 0) entries += double(layout.numel(b));
+  }
+  return entries * N * Z <= kMaxUnitJacobian;
+}
+
+namespace {
+
+// Σ_l J_l Gᵀ_l over the covered layers, G_l = the per-sample gradient rows of the seeds u
+// [S, N, Z] (G_l[(s, n), :] = Σ_z u_{s,n,z} J_l[(n, z), :]), laid out [Z, N, S·N].
+at::Tensor unit_gram_by_jacobians(BatchState& state, const at::Tensor& u) {
+  auto& lin = state.lin();
+  const int64_t S = u.size(0), N = u.size(1), Z = u.size(2);
+  auto acc = torch::zeros({N * Z, S * N}, lin.logits().options());
+  const auto seeds = u.to(lin.logits().options()).permute({1, 0, 2});  // [N, S, Z]
+  for (size_t l = 0; l < lin.layers().size(); ++l) {
+    const int w = lin.weight_index(l), b = lin.bias_index(l);
+    if (w < 0 && b < 0) continue;
+    const auto& J = state.unit_jacobian(l, w >= 0, b >= 0);                       // [N·Z, P_l]
+    const auto G = torch::bmm(seeds, J.view({N, Z, -1})).permute({1, 0, 2}).reshape({S * N, J.size(1)});
+    acc.addmm_(J, G.t());
+  }
+  return acc.view({N, Z, S * N}).permute({1, 0, 2}).contiguous();
+}
+
+}  // namespace
+
+// M = J_z Jᵀ and J_z Ĵᵀ: products of the layers' output-unit Jacobians when they fit (they
+// are shared with the block products of solvers/direction_algebra.cpp), else contractions
+// of the taps (mvp::Linearisation::gram).
 const at::Tensor& BatchState::unit_true_gram() {
   if (!unit_true_.defined()) {
     const int64_t N = num_samples(), Z = lin_.logits().numel() / N;
-    unit_true_ = lin_.gram(lin_.unit_grads(), *true_taps()).reshape({Z, N, N});
+    unit_true_ = unit_jacobians_fit() ? unit_gram_by_jacobians(*this, logit_grad().reshape({1, N, Z}))
+                                      : lin_.gram(lin_.unit_grads(), *true_taps()).reshape({Z, N, N});
   }
   return unit_true_;
 }
@@ -124,7 +194,9 @@ const at::Tensor& BatchState::unit_true_gram() {
 const at::Tensor& BatchState::unit_sampled_gram() {
   if (!unit_sampled_.defined()) {
     const int64_t N = num_samples(), Z = lin_.logits().numel() / N;
-    unit_sampled_ = lin_.gram(lin_.unit_grads(), *sampled_taps()).reshape({Z, N, -1});
+    const auto& u = sampled_logit_grad();
+    unit_sampled_ = unit_jacobians_fit() ? unit_gram_by_jacobians(*this, u.reshape({u.size(0), N, Z}))
+                                         : lin_.gram(lin_.unit_grads(), *sampled_taps()).reshape({Z, N, -1});
   }
   return unit_sampled_;
 }

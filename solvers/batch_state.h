@@ -74,6 +74,20 @@ class BatchState {
   const at::Tensor& unit_true_gram();
   const at::Tensor& unit_sampled_gram();
 
+  // Layer l's input tokens ā [N, T, cols] with a column of ones appended for the bias
+  // (the block convention [W | b], solvers/kronecker.h), memoised.
+  const at::Tensor& layer_inputs(size_t layer, bool weight, bool bias);
+  // The layer's per-sample output-unit Jacobian in that block layout, memoised:
+  //   J[(n, z), :] = vec(Σ_t b_{z,n,t} ā_{n,t}ᵀ) = ∂z_{n,z}/∂[W | b],   [N·Z, rows·cols],
+  // from the output-unit taps (lin().unit_grads(), which must exist).
+  const at::Tensor& unit_jacobian(size_t layer, bool weight, bool bias);
+  bool has_unit_jacobian(size_t layer, bool weight, bool bias) const;
+  // Whether the output-unit taps exist and every covered layer's unit_jacobian together has
+  // at most kMaxUnitJacobian entries (then the Gram matrices against the output units are
+  // products with them).
+  bool unit_jacobians_fit() const;
+  static constexpr double kMaxUnitJacobian = 1 << 23;
+
   // Method-specific per-batch work, computed once per key (type-checked: solvers/memo.h).
   template <class T>
   T& memo(const std::string& key, const std::function<T()>& make) {

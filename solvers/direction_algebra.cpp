@@ -156,30 +156,22 @@ at::Tensor stacked(const std::vector<const BasisBlock*>& group, Field&& field, c
 // (Rotation wins for wide layers and few outputs; the Jacobian for many tokens and small
 // blocks, e.g. LoRA factors; back-rotation for the rest.)
 at::Tensor group_logit_jvp(BatchState& state, const std::vector<const BasisBlock*>& group) {
-  constexpr double kMaxJacobian = 1 << 23;  // entries of a layer's [N·Z, rows·cols] Jacobian
   const auto& first = *group.front();
   const auto& z = state.lin().logits();
   const int64_t N = state.num_samples(), Z = z.numel() / N, K = static_cast<int64_t>(group.size());
   const auto& units = state.lin().unit_grads();
   const auto dtype = z.scalar_type();
   const auto key = basis_key(first);
-  const auto abar_key = fmt::format("layer-input-with-ones/{}/{}/{}", first.layer, first.weight >= 0, first.bias >= 0);
-  const auto& abar = state.memo<at::Tensor>(abar_key, [&] {
-    std::vector<at::Tensor> parts;
-    const auto out = state.lin().layer_output_tokens(first.layer);
-    if (first.weight >= 0) parts.push_back(state.lin().layer_input_tokens(first.layer));
-    if (first.bias >= 0) parts.push_back(torch::ones({out.size(0), out.size(1), 1}, out.options()));
-    return torch::cat(parts, -1);  // [N, T, cols]
-  });
+  const bool weight = first.weight >= 0, bias = first.bias >= 0;
+  const auto& abar = state.layer_inputs(first.layer, weight, bias);  // [N, T, cols]
   const int64_t T = abar.size(1), rows = first.rows, cols = first.cols;
   const int64_t r_out = first.U_out.size(1), r_in = first.U_in.size(1);
-  const auto jacobian_key = fmt::format("block-jacobian/{}", abar_key);
   const double n = N, back_rotation = double(rows) * r_in * (r_out + cols);
   const double rotated_cost = (state.has_memo(key) ? 0.0 : n * Z * T * rows * r_out + n * T * cols * r_in) +
                               K * n * T * r_out * (r_in + Z);
   const double direct_cost = K * (back_rotation + n * T * rows * (cols + Z));
-  const bool jacobian_fits = n * Z * rows * cols <= kMaxJacobian;
-  const double jacobian_cost = (state.has_memo(jacobian_key) ? 0.0 : n * Z * T * rows * cols) +
+  const bool jacobian_fits = n * Z * rows * cols <= BatchState::kMaxUnitJacobian;
+  const double jacobian_cost = (state.has_unit_jacobian(first.layer, weight, bias) ? 0.0 : n * Z * T * rows * cols) +
                                K * (back_rotation + n * Z * rows * cols);
   auto route = state.options().block_products;
   if (first.thin() || (route == BlockProducts::kJacobian && !jacobian_fits)) route = BlockProducts::kRotated;
@@ -237,11 +229,7 @@ at::Tensor group_logit_jvp(BatchState& state, const std::vector<const BasisBlock
   }
   const auto D = torch::matmul(torch::matmul(first.U_out.to(dtype), X), first.U_in.t().to(dtype));  // [K, rows, cols]
   if (route == BlockProducts::kJacobian) {
-    // J_{n,z} = Σ_t b_{z,n,t} ā_{n,t}ᵀ for every (n, z) at once: [N, Z·rows, T] × [N, T, cols].
-    const auto& J = state.memo<at::Tensor>(jacobian_key, [&] {
-      const auto b = units.per_layer[first.layer].permute({1, 0, 3, 2}).reshape({N, Z * rows, T});
-      return torch::bmm(b, abar).reshape({N * Z, rows * cols});
-    });
+    const auto& J = state.unit_jacobian(first.layer, weight, bias);  // [N·Z, rows·cols]
     return torch::mm(J, D.reshape({K, rows * cols}).t()).view({N, Z, K});
   }
   const auto& b = state.memo<at::Tensor>(fmt::format("units-by-sample/{}", first.layer), [&] {

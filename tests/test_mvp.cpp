@@ -107,6 +107,35 @@ TEST_P(TapsTest, TapsContractionsMatchOracle) {
   }
 }
 
+TEST_P(TapsTest, TapsFromOutputUnitsMatchOracle) {
+  // Once the output-unit taps exist, tap_grads and layer_output_grad_tokens combine them
+  // (b_s = Σ_z u_{s,z} b_z) instead of running a backward pass: the same contractions
+  // against the oracle, and the same layer output gradients as the backward pass gave.
+  ASSERT_EQ(lin_->per_sample_engine(), mvp::PerSampleEngine::kTaps);
+  if (!lin_->unit_grads_affordable()) GTEST_SKIP() << "no output-unit taps for this fixture";
+  std::vector<int64_t> shape{3};
+  for (auto s : lin_->logits().sizes()) shape.push_back(s);
+  const auto seeds = torch::randn(shape, torch::kDouble);
+  const auto by_backward = lin_->layer_output_grad_tokens(seeds);
+  ASSERT_FALSE(lin_->has_unit_grads());
+  lin_->unit_grads();
+  ASSERT_TRUE(lin_->has_unit_grads());
+  const auto by_units = lin_->layer_output_grad_tokens(seeds);
+  ASSERT_EQ(by_units.size(), by_backward.size());
+  for (size_t l = 0; l < by_units.size(); ++l) {
+    ASSERT_EQ(by_units[l].defined(), by_backward[l].defined()) << "layer " << l;
+    if (by_units[l].defined()) EXPECT_LT(rel_err(by_units[l], by_backward[l]), kTol) << "layer " << l;
+  }
+  const auto J = oracle::per_sample_grads(*f_.model, f_.params, f_.batch, f_.loss);
+  const auto b = lin_->tap_grads(r());
+  const auto x = torch::randn({J.size(0)}, torch::kDouble);
+  EXPECT_LT(rel_err(lin_->per_sample(b), J), kTol);
+  EXPECT_LT(rel_err(lin_->gram(b, b), torch::mm(J, J.t())), kTol);
+  EXPECT_LT(rel_err(lin_->combine(b, x), torch::mv(J.t(), x)), kTol);
+  const auto g = oracle::gradient(*f_.model, f_.params, f_.batch, f_.loss);
+  EXPECT_LT(rel_err(lin_->combine(b, torch::ones({J.size(0)}, torch::kDouble)), g), kTol);  // g = Jᵀ1
+}
+
 TEST_P(MvpTest, FisherProductsMatchDenseOracle) {
   const auto F = oracle::fisher(*f_.model, f_.params, f_.batch, f_.loss);
   mvp::Fisher fisher(*lin_, *loss_, f_.batch.targets);
