@@ -3,7 +3,21 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include "solvers/kronecker.h"
+
 namespace fisheval::solvers {
+
+namespace {
+
+// Σ_l A_l B_lᵀ over the covered layers.
+at::Tensor sum_of_products(const std::vector<at::Tensor>& A, const std::vector<at::Tensor>& B) {
+  auto out = torch::zeros({A.front().size(0), B.front().size(0)}, A.front().options());
+  for (size_t l = 0; l < A.size(); ++l) out.addmm_(A[l], B[l].t());
+  return out;
+}
+
+}  // namespace
+
 
 BatchState::BatchState(mvp::Linearisation& lin, const mvp::Loss& loss, at::Tensor targets, BatchStateOptions options)
     : lin_(lin), loss_(loss), targets_(std::move(targets)), options_(options), fisher_(lin, loss, targets_) {}
@@ -32,7 +46,21 @@ const at::Tensor& BatchState::grad() {
   // g = Σ_n J_nᵀ r_n: once the output-unit taps exist (they cover θ), the true-label taps
   // are their combination and g = Jᵀ1 is a contraction with the layer inputs; else one VJP.
   if (!g_.defined()) {
-    g_ = lin_.has_unit_grads() ? jt_times(torch::ones({num_samples()}, torch::kDouble)) : lin_.vjp(logit_grad());
+    if (unit_jacobians_fit()) {
+      // g = Σ_n G_l[n, :] per layer from the per-sample rows (block layout [W | b]).
+      g_ = torch::zeros({lin_.layout().size()}, lin_.logits().options());
+      const auto& rows = rows_by_jacobians(false);
+      size_t i = 0;
+      for (size_t l = 0; l < lin_.layers().size(); ++l) {
+        const int w = lin_.weight_index(l), b = lin_.bias_index(l);
+        if (w < 0 && b < 0) continue;
+        const auto& G = rows[i++];  // [N, rows·cols]
+        const int64_t out = w >= 0 ? lin_.layout().shape(w)[0] : lin_.layout().numel(b), cols = G.size(1) / out;
+        kron::put_block(g_, G.sum(0).view({out, cols}), lin_.layout(), kron::LayerBlock{l, w, b, out, cols});
+      }
+    } else {
+      g_ = lin_.has_unit_grads() ? jt_times(torch::ones({num_samples()}, torch::kDouble)) : lin_.vjp(logit_grad());
+    }
   }
   return g_;
 }
@@ -51,8 +79,12 @@ const mvp::TapGrads* BatchState::sampled_taps() {
 
 const at::Tensor& BatchState::gram() {
   if (!gram_.defined()) {
-    const auto* t = true_taps();
-    gram_ = (t ? lin_.gram(*t, *t) : lin_.gram(logit_grad(), logit_grad())).to(torch::kCPU, torch::kDouble);
+    if (unit_jacobians_fit()) {
+      gram_ = sum_of_products(rows_by_jacobians(false), rows_by_jacobians(false)).to(torch::kCPU, torch::kDouble);
+    } else {
+      const auto* t = true_taps();
+      gram_ = (t ? lin_.gram(*t, *t) : lin_.gram(logit_grad(), logit_grad())).to(torch::kCPU, torch::kDouble);
+    }
   }
   return gram_;
 }
@@ -76,9 +108,13 @@ const at::Tensor& BatchState::sampled_logit_grad() {
 
 const at::Tensor& BatchState::sampled_gram() {
   if (!sampled_gram_.defined()) {
-    const auto* t = sampled_taps();
-    const auto& u = sampled_logit_grad();
-    sampled_gram_ = (t ? lin_.gram(*t, *t) : lin_.gram(u, u)).to(torch::kCPU, torch::kDouble);
+    if (unit_jacobians_fit()) {
+      sampled_gram_ = sum_of_products(rows_by_jacobians(true), rows_by_jacobians(true)).to(torch::kCPU, torch::kDouble);
+    } else {
+      const auto* t = sampled_taps();
+      const auto& u = sampled_logit_grad();
+      sampled_gram_ = (t ? lin_.gram(*t, *t) : lin_.gram(u, u)).to(torch::kCPU, torch::kDouble);
+    }
   }
   return sampled_gram_;
 }
@@ -107,9 +143,14 @@ at::Tensor BatchState::sampled_jt_times(const at::Tensor& y) {
 
 const at::Tensor& BatchState::cross_gram() {
   if (!cross_gram_.defined()) {
-    const auto* s = sampled_taps();
-    const auto* t = true_taps();
-    cross_gram_ = (s ? lin_.gram(*s, *t) : lin_.gram(sampled_logit_grad(), logit_grad())).to(torch::kCPU, torch::kDouble);
+    if (unit_jacobians_fit()) {
+      cross_gram_ = sum_of_products(rows_by_jacobians(true), rows_by_jacobians(false)).to(torch::kCPU, torch::kDouble);
+    } else {
+      const auto* s = sampled_taps();
+      const auto* t = true_taps();
+      cross_gram_ =
+          (s ? lin_.gram(*s, *t) : lin_.gram(sampled_logit_grad(), logit_grad())).to(torch::kCPU, torch::kDouble);
+    }
   }
   return cross_gram_;
 }
@@ -158,26 +199,33 @@ bool BatchState::unit_jacobians_fit() const {
   return entries * N * Z <= kMaxUnitJacobian;
 }
 
-namespace {
-
-// Σ_l J_l Gᵀ_l over the covered layers, G_l = the per-sample gradient rows of the seeds u
-// [S, N, Z] (G_l[(s, n), :] = Σ_z u_{s,n,z} J_l[(n, z), :]), laid out [Z, N, S·N].
-at::Tensor unit_gram_by_jacobians(BatchState& state, const at::Tensor& u) {
-  auto& lin = state.lin();
-  const int64_t S = u.size(0), N = u.size(1), Z = u.size(2);
-  auto acc = torch::zeros({N * Z, S * N}, lin.logits().options());
-  const auto seeds = u.to(lin.logits().options()).permute({1, 0, 2});  // [N, S, Z]
-  for (size_t l = 0; l < lin.layers().size(); ++l) {
-    const int w = lin.weight_index(l), b = lin.bias_index(l);
-    if (w < 0 && b < 0) continue;
-    const auto& J = state.unit_jacobian(l, w >= 0, b >= 0);                       // [N·Z, P_l]
-    const auto G = torch::bmm(seeds, J.view({N, Z, -1})).permute({1, 0, 2}).reshape({S * N, J.size(1)});
-    acc.addmm_(J, G.t());
+const std::vector<at::Tensor>& BatchState::rows_by_jacobians(bool sampled) {
+  auto& rows = sampled ? sampled_rows_ : true_rows_;
+  if (rows.empty()) {
+    // G_l[(s, n), :] = Σ_z u_{s,n,z} J_l[(n, z), :], the per-sample gradient rows of the
+    // seeds u [S, N, Z] (true labels: r, S = 1; sampled: r̂, S = K) in the block layout.
+    const int64_t N = num_samples(), Z = lin_.logits().numel() / N;
+    const auto& u = sampled ? sampled_logit_grad() : logit_grad();
+    const int64_t S = sampled ? u.size(0) : 1;
+    const auto seeds = u.to(lin_.logits().options()).reshape({S, N, Z}).permute({1, 0, 2});  // [N, S, Z]
+    for (size_t l = 0; l < lin_.layers().size(); ++l) {
+      const int w = lin_.weight_index(l), b = lin_.bias_index(l);
+      if (w < 0 && b < 0) continue;
+      const auto& J = unit_jacobian(l, w >= 0, b >= 0);  // [N·Z, P_l]
+      rows.push_back(torch::bmm(seeds, J.view({N, Z, -1})).permute({1, 0, 2}).reshape({S * N, J.size(1)}));
+    }
   }
-  return acc.view({N, Z, S * N}).permute({1, 0, 2}).contiguous();
+  return rows;
 }
 
-}  // namespace
+std::vector<at::Tensor> BatchState::unit_jacobians() {
+  std::vector<at::Tensor> out;
+  for (size_t l = 0; l < lin_.layers().size(); ++l) {
+    const int w = lin_.weight_index(l), b = lin_.bias_index(l);
+    if (w >= 0 || b >= 0) out.push_back(unit_jacobian(l, w >= 0, b >= 0));
+  }
+  return out;
+}
 
 // M = J_z Jᵀ and J_z Ĵᵀ: products of the layers' output-unit Jacobians when they fit (they
 // are shared with the block products of solvers/direction_algebra.cpp), else contractions
@@ -185,8 +233,9 @@ at::Tensor unit_gram_by_jacobians(BatchState& state, const at::Tensor& u) {
 const at::Tensor& BatchState::unit_true_gram() {
   if (!unit_true_.defined()) {
     const int64_t N = num_samples(), Z = lin_.logits().numel() / N;
-    unit_true_ = unit_jacobians_fit() ? unit_gram_by_jacobians(*this, logit_grad().reshape({1, N, Z}))
-                                      : lin_.gram(lin_.unit_grads(), *true_taps()).reshape({Z, N, N});
+    unit_true_ = unit_jacobians_fit()
+                     ? sum_of_products(unit_jacobians(), rows_by_jacobians(false)).view({N, Z, N}).permute({1, 0, 2}).contiguous()
+                     : lin_.gram(lin_.unit_grads(), *true_taps()).reshape({Z, N, N});
   }
   return unit_true_;
 }
@@ -194,8 +243,8 @@ const at::Tensor& BatchState::unit_true_gram() {
 const at::Tensor& BatchState::unit_sampled_gram() {
   if (!unit_sampled_.defined()) {
     const int64_t N = num_samples(), Z = lin_.logits().numel() / N;
-    const auto& u = sampled_logit_grad();
-    unit_sampled_ = unit_jacobians_fit() ? unit_gram_by_jacobians(*this, u.reshape({u.size(0), N, Z}))
+    unit_sampled_ = unit_jacobians_fit() ? sum_of_products(unit_jacobians(), rows_by_jacobians(true))
+                                               .view({N, Z, -1}).permute({1, 0, 2}).contiguous()
                                          : lin_.gram(lin_.unit_grads(), *sampled_taps()).reshape({Z, N, -1});
   }
   return unit_sampled_;

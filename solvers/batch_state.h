@@ -107,6 +107,12 @@ class BatchState {
   const mvp::TapGrads* true_taps();
   const mvp::TapGrads* sampled_taps();
   std::unique_ptr<mvp::TapGrads> true_taps_, sampled_taps_;
+  // Where unit_jacobians_fit(): every covered layer's Jacobian, and the per-sample gradient
+  // rows of the true-label (S = 1) or sampled (S = K) seeds per layer, [S·N, P_l], from them;
+  // the Gram matrices are then sums of their products.
+  std::vector<at::Tensor> unit_jacobians();
+  const std::vector<at::Tensor>& rows_by_jacobians(bool sampled);
+  std::vector<at::Tensor> true_rows_, sampled_rows_;
   at::Tensor unit_true_, unit_sampled_;
   Memo memo_;
 };

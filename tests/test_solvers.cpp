@@ -82,6 +82,36 @@ at::Tensor sampled_rows(Fixture& f, const at::Tensor& sampled) {
   return torch::einsum("nzp,knz->knp", {Jz, sampled.reshape({K, N, -1})}).reshape({K * N, -1});
 }
 
+// With the output-unit taps computed first (as a unit does), g, the Gram matrices and the
+// Gram matrices against the output units are products of the layers' per-sample output-unit
+// Jacobians (BatchState::unit_jacobian): each against the dense oracle.
+void expect_statistics_from_unit_jacobians(Fixture& f, const mvp::Loss& loss) {
+  mvp::Linearisation lin(*f.model, f.params, f.batch.inputs);
+  ASSERT_TRUE(lin.unit_grads_affordable());
+  solvers::BatchState state(lin, loss, f.batch.targets,
+                            solvers::BatchStateOptions{.mc_samples = 2, .seed = 42, .dedup_cosine = 0.0});
+  lin.unit_grads();
+  ASSERT_TRUE(state.unit_jacobians_fit());
+  const auto J = oracle::per_sample_grads(*f.model, f.params, f.batch, f.loss);  // [N, P]
+  const auto Jh = sampled_rows(f, state.sampled_logit_grad());                    // [KN, P]
+  const auto Jz = oracle::logit_jacobian(*f.model, f.params, f.batch.inputs);    // [N, Z, P]
+  EXPECT_LT(rel_err(state.grad(), J.sum(0)), kTol);
+  EXPECT_LT(rel_err(state.gram(), torch::mm(J, J.t())), kTol);
+  EXPECT_LT(rel_err(state.sampled_gram(), torch::mm(Jh, Jh.t())), kTol);
+  EXPECT_LT(rel_err(state.cross_gram(), torch::mm(Jh, J.t())), kTol);
+  EXPECT_LT(rel_err(state.unit_true_gram(), torch::einsum("nzp,mp->znm", {Jz, J})), kTol);
+  EXPECT_LT(rel_err(state.unit_sampled_gram(), torch::einsum("nzp,kp->znk", {Jz, Jh})), kTol);
+}
+
+TEST_P(SolverTest, StatisticsFromOutputUnitJacobiansMatchOracles) {
+  expect_statistics_from_unit_jacobians(f_, *loss_);
+}
+
+TEST(SolverEdgeCases, StatisticsFromOutputUnitJacobiansOfAConvNetMatchOracles) {
+  auto f = load_fixture("conv_ce", 6);  // Conv2d blocks: patches as tokens
+  expect_statistics_from_unit_jacobians(f, *mvp::make_loss(loss_name(f.loss)));
+}
+
 TEST_P(SolverTest, SfWoodburyEqualsParameterSpaceSolve) {
   const auto Jh = sampled_rows(f_, state_->sampled_logit_grad());
   const double K = 2;
