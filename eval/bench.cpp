@@ -17,6 +17,7 @@
 #include "solvers/batch_state.h"
 #include "solvers/direction_algebra.h"
 #include "solvers/damping.h"
+#include "solvers/one_thread.h"
 #include "solvers/update_method.h"
 
 namespace fisheval {
@@ -205,6 +206,7 @@ BenchReport run_bench(const BenchOptions& o) {
     Prepared p{make_lin(), nullptr};
     p.state = std::make_unique<solvers::BatchState>(*p.lin, *loss, targets, solvers::BatchStateOptions{});
     if (p.lin->unit_grads_affordable()) p.lin->unit_grads();  // first, as the unit does (eval/unit.cpp)
+    const solvers::OneThread one_thread(p.state->small_blocks());
     p.state->grad();
     p.state->gram();
     p.state->sampled_gram();
@@ -223,6 +225,7 @@ BenchReport run_bench(const BenchOptions& o) {
     const int64_t count = solvers::method_info(method->name()).damped ? K : 1;
     add(fmt::format("method {}: {} direction(s) + indicator", name, count), measure(R, device, prepared, [&](Prepared& p) {
           const double scale = p.state->gram().diagonal().max().item<double>();
+          const solvers::OneThread one_thread(p.state->small_blocks());  // as the unit does
           std::vector<solvers::Direction> dirs;
           for (int64_t j = 0; j < count; ++j) {
             dirs.push_back(method->weights_only(*p.state, dampings[j] * scale));

@@ -15,6 +15,7 @@
 #include "eval/error_text.h"
 #include "mvp/loss.h"
 #include "solvers/direction_algebra.h"
+#include "solvers/one_thread.h"
 
 namespace fisheval {
 namespace {
@@ -126,6 +127,9 @@ UnitResult UnitRunner::run(LoadedCheckpoint& ckpt, const Batch& batch, c10::Devi
   if (!batch_statistics(x)) return std::move(x.u);
   natural_gradient_reference(x);
   x.u.values["seconds_shared"] = {seconds_since(t_shared)};
+  // Small layer blocks (LoRA factors): the methods' work is on small matrices, which runs
+  // faster on one thread (solvers/one_thread.h).
+  const solvers::OneThread one_thread(x.state.small_blocks());
   for (int64_t m = 0; m < info_.num_methods(); ++m) {
     const auto got = method_directions(x, m);
     if (!got.dirs.empty()) score(x, m, got);
@@ -141,6 +145,7 @@ bool UnitRunner::batch_statistics(Unit& x) {
   // set of layer output gradients (true and sampled labels, the Kronecker statistics) and g
   // itself are then combinations of them instead of backward passes.
   if (x.lin.unit_grads_affordable()) x.lin.unit_grads();
+  const solvers::OneThread one_thread(state.small_blocks());  // the statistics of small blocks
   const auto& g = state.grad();
   v["loss"] = {state.loss()};
   v["grad_norm"] = {g.norm().item<double>()};

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "solvers/kronecker.h"
+#include "solvers/one_thread.h"
 
 namespace fisheval::solvers {
 
@@ -184,6 +185,20 @@ const at::Tensor& BatchState::unit_jacobian(size_t layer, bool weight, bool bias
     const auto b = units.permute({1, 0, 3, 2}).reshape({N, Z * rows, T});
     return torch::bmm(b, abar).reshape({N * Z, rows * abar.size(2)});
   });
+}
+
+bool BatchState::small_blocks() const {
+  const auto& layout = lin_.layout();
+  bool any = false;
+  for (size_t l = 0; l < lin_.layers().size(); ++l) {
+    const int w = lin_.weight_index(l), b = lin_.bias_index(l);
+    if (w < 0 && b < 0) continue;
+    const int64_t rows = w >= 0 ? layout.shape(w)[0] : layout.numel(b);
+    const int64_t cols = (w >= 0 ? layout.numel(w) / rows : 0) + (b >= 0 ? 1 : 0);
+    if (rows > kSmallMatrix || cols > kSmallMatrix) return false;
+    any = true;
+  }
+  return any;
 }
 
 bool BatchState::unit_jacobians_fit() const {

@@ -86,6 +86,10 @@ class BatchState {
   // at most kMaxUnitJacobian entries (then the Gram matrices against the output units are
   // products with them).
   bool unit_jacobians_fit() const;
+  // Whether every covered layer's block [W | b] has at most kSmallMatrix rows and columns
+  // (solvers/one_thread.h): the methods' work is then on small matrices only, which runs
+  // faster on one thread.
+  bool small_blocks() const;
   static constexpr double kMaxUnitJacobian = 1 << 23;
 
   // Method-specific per-batch work, computed once per key (type-checked: solvers/memo.h).

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "base/error.h"
+#include "solvers/eigh.h"
 
 namespace fisheval::solvers {
 
@@ -55,7 +56,7 @@ GramSolution solve_damped_gram(const at::Tensor& C, const at::Tensor& weights, d
     }
   }
   // Indefinite or numerically singular: eigen-decomposition and pseudo-inverse.
-  auto [values, vectors] = at::linalg_eigh(A);
+  auto [values, vectors] = symmetric_eigh(A);
   auto [x, rank] = pinv_apply(values, vectors, b);
   out.x = x;
   out.rank = rank;

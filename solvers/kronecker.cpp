@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "base/error.h"
+#include "solvers/eigh.h"
 
 namespace fisheval::solvers::kron {
 namespace {
@@ -195,7 +196,7 @@ namespace {
 
 // Rows Λ^{1/2} Qᵀ X_n of Σ_n X_nᵀ K_n X_n for kernels K_n = Q Λ Qᵀ [N, T, T] and X [N, T, d]: [N·T, d].
 at::Tensor kernel_rows(const at::Tensor& K, const at::Tensor& X) {
-  auto [lambda, Q] = at::linalg_eigh(0.5 * (K + K.transpose(1, 2)));
+  auto [lambda, Q] = symmetric_eigh(K);
   const auto rows = torch::bmm(Q.transpose(1, 2), X) * lambda.clamp_min(0).sqrt().unsqueeze(2);
   return rows.reshape({-1, X.size(2)});
 }
@@ -232,7 +233,7 @@ at::Tensor rotated_second_moment(const at::Tensor& b, const at::Tensor& abar, co
 
 Eigen symmetric_eigen(const at::Tensor& M) {
   const auto M64 = M.to(torch::kDouble);
-  auto [values, vectors] = at::linalg_eigh(0.5 * (M64 + M64.t()));
+  auto [values, vectors] = symmetric_eigh(M64);
   return {values.clamp_min(0), vectors, M.size(0)};
 }
 
@@ -243,7 +244,7 @@ Eigen factor_eigen(const FactorRows& rows, Factorisation how) {
   if (!thin) return symmetric_eigen(torch::mm(Z.t(), Z) * rows.scale);
   // K = scale·Z Zᵀ [m, m]; M (Zᵀv) = scale·Zᵀ(Z Zᵀ v) = σ Zᵀv and ‖Zᵀv‖² = σ/scale.
   const auto K = torch::mm(Z, Z.t()) * rows.scale;
-  auto [sigma, V] = at::linalg_eigh(0.5 * (K + K.t()));
+  auto [sigma, V] = symmetric_eigh(K);
   const double top = m > 0 ? sigma.max().item<double>() : 0.0;
   const auto keep = sigma.gt(kPseudoInverseRcond * top).logical_and(sigma.gt(0)).nonzero().squeeze(1);
   sigma = sigma.index_select(0, keep);

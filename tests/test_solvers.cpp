@@ -12,6 +12,7 @@
 #include "solvers/cg.h"
 #include "solvers/damping.h"
 #include "solvers/direction_algebra.h"
+#include "solvers/eigh.h"
 #include "solvers/gram_solve.h"
 #include "solvers/memo.h"
 #include "solvers/update_method.h"
@@ -237,6 +238,25 @@ TEST_P(SolverTest, EveryFormOfADirectionScoresTheSame) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, SolverTest,
                          testing::Values("mlp_tanh_ce", "mlp_tanh_mse", "seq_ce", "lora_ce", "mlp_tanh_bce"),
                          [](const testing::TestParamInfo<std::string>& info) { return info.param; });
+
+TEST(SolverEdgeCases, SymmetricEighIsTheEigendecompositionAndKeepsTheThreadCount) {
+  // Small matrices run on one thread inside symmetric_eigh; the thread count is restored
+  // afterwards, also when the decomposition throws.
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  for (int64_t n : {5, 64, 200}) {  // below and above kSmallMatrix
+    const auto M = torch::randn({n, n}, torch::kDouble);
+    const auto S = 0.5 * (M + M.t());
+    const auto [values, vectors] = solvers::symmetric_eigh(M);
+    EXPECT_EQ(at::get_num_threads(), 2) << n;
+    EXPECT_LT(rel_err(torch::mm(vectors * values.unsqueeze(0), vectors.t()), S), kTol) << n;
+    EXPECT_LT(rel_err(torch::mm(vectors.t(), vectors), torch::eye(n, torch::kDouble)), kTol) << n;
+    EXPECT_LT(rel_err(values, std::get<0>(at::linalg_eigh(S))), kTol) << n;
+  }
+  EXPECT_ANY_THROW(solvers::symmetric_eigh(torch::randn({3, 4}, torch::kDouble)));
+  EXPECT_EQ(at::get_num_threads(), 2);
+  at::set_num_threads(before);
+}
 
 TEST(SolverEdgeCases, DuplicateSamplesMakeTheGramSingular) {
   auto f = load_fixture("mlp_tanh_ce", 4);

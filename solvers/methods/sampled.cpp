@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "solvers/direction_algebra.h"
+#include "solvers/eigh.h"
 #include "solvers/update_method.h"
 
 namespace fisheval::solvers {
@@ -44,7 +45,7 @@ class Sf final : public UpdateMethod {
       return out;
     }
     const auto& eig = state.memo<SampledEigen>("sf/eigh", [&] {
-      auto [values, vectors] = at::linalg_eigh(C);
+      auto [values, vectors] = symmetric_eigh(C);
       return SampledEigen{values, vectors};
     });
     const auto [y, rank] = pinv_apply(eig.values, eig.vectors, Jg);
