@@ -19,7 +19,6 @@ at::Tensor sum_of_products(const std::vector<at::Tensor>& A, const std::vector<a
 
 }  // namespace
 
-
 BatchState::BatchState(mvp::Linearisation& lin, const mvp::Loss& loss, at::Tensor targets, BatchStateOptions options)
     : lin_(lin), loss_(loss), targets_(std::move(targets)), options_(options), fisher_(lin, loss, targets_) {}
 
@@ -44,18 +43,17 @@ const at::Tensor& BatchState::logit_grad_norm_sq() {
 }
 
 const at::Tensor& BatchState::grad() {
-  // g = Σ_n J_nᵀ r_n: once the output-unit taps exist (they cover θ), the true-label taps
-  // are their combination and g = Jᵀ1 is a contraction with the layer inputs; else one VJP.
+  // g = Σ_n J_nᵀ r_n. Once the output-unit taps exist (they cover θ): where the layers'
+  // Jacobians fit, the sum of the per-sample rows of each layer's block [W | b]; else a
+  // contraction of the true-label taps (their combination); without them, one VJP.
   if (!g_.defined()) {
     if (unit_jacobians_fit()) {
-      // g = Σ_n G_l[n, :] per layer from the per-sample rows (block layout [W | b]).
       g_ = torch::zeros({lin_.layout().size()}, lin_.logits().options());
       const auto& rows = rows_by_jacobians(false);
-      size_t i = 0;
-      for (size_t l = 0; l < lin_.layers().size(); ++l) {
-        const int w = lin_.weight_index(l), b = lin_.bias_index(l);
-        if (w < 0 && b < 0) continue;
-        const auto& G = rows[i++];  // [N, rows·cols]
+      const auto layers = covered_layers();
+      for (size_t i = 0; i < layers.size(); ++i) {
+        const auto& G = rows[i];  // [N, rows·cols]
+        const auto [l, w, b] = layers[i];
         const int64_t out = w >= 0 ? lin_.layout().shape(w)[0] : lin_.layout().numel(b), cols = G.size(1) / out;
         kron::put_block(g_, G.sum(0).view({out, cols}), lin_.layout(), kron::LayerBlock{l, w, b, out, cols});
       }
@@ -187,31 +185,36 @@ const at::Tensor& BatchState::unit_jacobian(size_t layer, bool weight, bool bias
   });
 }
 
-bool BatchState::small_blocks() const {
-  const auto& layout = lin_.layout();
-  bool any = false;
+std::vector<BatchState::CoveredLayer> BatchState::covered_layers() const {
+  std::vector<CoveredLayer> out;
   for (size_t l = 0; l < lin_.layers().size(); ++l) {
     const int w = lin_.weight_index(l), b = lin_.bias_index(l);
-    if (w < 0 && b < 0) continue;
+    if (w >= 0 || b >= 0) out.push_back({l, w, b});
+  }
+  return out;
+}
+
+bool BatchState::small_blocks() const {
+  const auto& layout = lin_.layout();
+  const auto layers = covered_layers();
+  for (const auto& [l, w, b] : layers) {
     const int64_t rows = w >= 0 ? layout.shape(w)[0] : layout.numel(b);
     const int64_t cols = (w >= 0 ? layout.numel(w) / rows : 0) + (b >= 0 ? 1 : 0);
     if (rows > kSmallMatrix || cols > kSmallMatrix) return false;
-    any = true;
   }
-  return any;
+  return !layers.empty();
 }
 
 bool BatchState::unit_jacobians_fit() const {
   if (!lin_.has_unit_grads()) return false;
   const int64_t N = num_samples(), Z = lin_.logits().numel() / N;
   const auto& layout = lin_.layout();
-  double entries = 0;
-  for (size_t l = 0; l < lin_.layers().size(); ++l) {
-    const int w = lin_.weight_index(l), b = lin_.bias_index(l);
+  double entries = 0;  // Σ_l rows·cols
+  for (const auto& [l, w, b] : covered_layers()) {
     if (w >= 0) entries += double(layout.numel(w)) + (b >= 0 ? double(layout.shape(w)[0]) : 0.0);
-    else if (b >= 0) entries += double(layout.numel(b));
+    else entries += double(layout.numel(b));
   }
-  return entries * N * Z <= kMaxUnitJacobian;
+  return entries > 0 && entries * N * Z <= kMaxUnitJacobian;
 }
 
 const std::vector<at::Tensor>& BatchState::rows_by_jacobians(bool sampled) {
@@ -223,11 +226,8 @@ const std::vector<at::Tensor>& BatchState::rows_by_jacobians(bool sampled) {
     const auto& u = sampled ? sampled_logit_grad() : logit_grad();
     const int64_t S = sampled ? u.size(0) : 1;
     const auto seeds = u.to(lin_.logits().options()).reshape({S, N, Z}).permute({1, 0, 2});  // [N, S, Z]
-    for (size_t l = 0; l < lin_.layers().size(); ++l) {
-      const int w = lin_.weight_index(l), b = lin_.bias_index(l);
-      if (w < 0 && b < 0) continue;
-      const auto& J = unit_jacobian(l, w >= 0, b >= 0);  // [N·Z, P_l]
-      rows.push_back(torch::bmm(seeds, J.view({N, Z, -1})).permute({1, 0, 2}).reshape({S * N, J.size(1)}));
+    for (const auto& J : unit_jacobians()) {  // [N·Z, P_l]
+      rows.push_back(torch::bmm(seeds, J.view({N, Z, J.size(1)})).permute({1, 0, 2}).reshape({S * N, J.size(1)}));
     }
   }
   return rows;
@@ -235,10 +235,7 @@ const std::vector<at::Tensor>& BatchState::rows_by_jacobians(bool sampled) {
 
 std::vector<at::Tensor> BatchState::unit_jacobians() {
   std::vector<at::Tensor> out;
-  for (size_t l = 0; l < lin_.layers().size(); ++l) {
-    const int w = lin_.weight_index(l), b = lin_.bias_index(l);
-    if (w >= 0 || b >= 0) out.push_back(unit_jacobian(l, w >= 0, b >= 0));
-  }
+  for (const auto& [l, w, b] : covered_layers()) out.push_back(unit_jacobian(l, w >= 0, b >= 0));
   return out;
 }
 
@@ -248,9 +245,9 @@ std::vector<at::Tensor> BatchState::unit_jacobians() {
 const at::Tensor& BatchState::unit_true_gram() {
   if (!unit_true_.defined()) {
     const int64_t N = num_samples(), Z = lin_.logits().numel() / N;
-    unit_true_ = unit_jacobians_fit()
-                     ? sum_of_products(unit_jacobians(), rows_by_jacobians(false)).view({N, Z, N}).permute({1, 0, 2}).contiguous()
-                     : lin_.gram(lin_.unit_grads(), *true_taps()).reshape({Z, N, N});
+    unit_true_ = unit_jacobians_fit() ? sum_of_products(unit_jacobians(), rows_by_jacobians(false))
+                                            .view({N, Z, N}).permute({1, 0, 2}).contiguous()
+                                      : lin_.gram(lin_.unit_grads(), *true_taps()).reshape({Z, N, N});
   }
   return unit_true_;
 }

@@ -114,6 +114,12 @@ class BatchState {
   // Where unit_jacobians_fit(): every covered layer's Jacobian, and the per-sample gradient
   // rows of the true-label (S = 1) or sampled (S = K) seeds per layer, [S·N, P_l], from them;
   // the Gram matrices are then sums of their products.
+  struct CoveredLayer {
+    size_t layer;
+    int weight, bias;  // layout indices (−1: not selected)
+  };
+  // The layers that own a selected parameter, in layer order.
+  std::vector<CoveredLayer> covered_layers() const;
   std::vector<at::Tensor> unit_jacobians();
   const std::vector<at::Tensor>& rows_by_jacobians(bool sampled);
   std::vector<at::Tensor> true_rows_, sampled_rows_;
