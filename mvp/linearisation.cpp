@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <optional>
 
 #include "base/text.h"
 #include "base/error.h"
@@ -264,24 +265,21 @@ at::Tensor Linearisation::from_unit_grads(size_t l, const at::Tensor& seeds) con
   return b.permute({1, 0, 2}).reshape({S, N, T, d}).contiguous();                 // [S, N, T, d]
 }
 
-bool Linearisation::unit_grads_cover() const {
-  if (!unit_grads_) return false;
+std::optional<std::vector<at::Tensor>> Linearisation::from_unit_grads(const at::Tensor& seeds) const {
+  if (!unit_grads_) return std::nullopt;
+  std::vector<at::Tensor> result(taps_.size());
   for (size_t l = 0; l < taps_.size(); ++l) {
     const bool covered = coverage_[l].first >= 0 || coverage_[l].second >= 0;
-    if (covered && !unit_grads_->per_layer[l].defined()) return false;
+    if (!covered) continue;
+    if (!unit_grads_->per_layer[l].defined()) return std::nullopt;
+    result[l] = from_unit_grads(l, seeds);
   }
-  return true;
+  return result;
 }
 
 std::vector<at::Tensor> Linearisation::layer_output_grad_tokens(const at::Tensor& u) {
   const auto seeds = seeds_with_axis(u.to(logits_.options()));
-  if (unit_grads_cover()) {
-    std::vector<at::Tensor> result(taps_.size());
-    for (size_t l = 0; l < taps_.size(); ++l) {
-      if (unit_grads_->per_layer[l].defined()) result[l] = from_unit_grads(l, seeds);
-    }
-    return result;
-  }
+  if (auto combined = from_unit_grads(seeds)) return std::move(*combined);
   std::vector<std::vector<at::Tensor>> per_seed;
   for (int64_t s = 0; s < seeds.size(0); ++s) per_seed.push_back(output_grads(seeds[s]));
   std::vector<at::Tensor> result(taps_.size());
@@ -330,10 +328,8 @@ TapGrads Linearisation::tap_grads(const at::Tensor& u) {
   TapGrads out;
   out.sets = seeds.size(0);
   out.per_layer.resize(taps_.size());
-  if (unit_grads_cover()) {
-    for (size_t l = 0; l < taps_.size(); ++l) {
-      if (unit_grads_->per_layer[l].defined()) out.per_layer[l] = from_unit_grads(l, seeds);
-    }
+  if (auto combined = from_unit_grads(seeds)) {
+    out.per_layer = std::move(*combined);
     return out;
   }
   std::vector<std::vector<at::Tensor>> per_layer(taps_.size());

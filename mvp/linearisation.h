@@ -19,6 +19,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -106,9 +107,9 @@ class Linearisation {
   // a [N, T, d_in] in token form (taps.h), detached.
   at::Tensor layer_input_tokens(size_t l) const;
   // b [S, N, T, d_out] in token form for seeds u ([S, *z] or [*z], then S = 1) for every
-  // covered layer (owning a selected parameter; undefined for the others), one backward per
-  // seed set for all of them at once — or, once unit_grads() has run,
-  // none: then b is a combination of the output-unit taps (as for tap_grads).
+  // covered layer (owning a selected parameter; undefined for the others): one backward
+  // pass per seed set for all of them at once, or none once unit_grads() has run (then b is
+  // a combination of the output-unit taps, as for tap_grads).
   std::vector<at::Tensor> layer_output_grad_tokens(const at::Tensor& u);
   // Output gradients backpropagated from layer `source`'s output instead of the logits: for
   // seeds v [S, N, T, d_source] in token form, b_l [S, N, T, d_l] = ∂⟨v_s, o_source⟩/∂o_l
@@ -147,10 +148,11 @@ class Linearisation {
   void require_taps(const char* what) const;
   // Output gradients of the covered layers for one seed set.
   std::vector<at::Tensor> output_grads(const at::Tensor& u);
-  // Whether the output-unit taps exist for every covered layer (those output_grads returns).
-  bool unit_grads_cover() const;
   // Layer l's output gradients for seeds [S, *z] from the output-unit taps, [S, N, T, d_out].
   at::Tensor from_unit_grads(size_t l, const at::Tensor& seeds) const;
+  // The same for every covered layer (those output_grads returns), or nothing when the
+  // output-unit taps do not exist for all of them.
+  std::optional<std::vector<at::Tensor>> from_unit_grads(const at::Tensor& seeds) const;
 
   Model& model_;
   ParamLayout layout_;

@@ -255,7 +255,7 @@ at::Tensor blocks_logit_jvp(BatchState& state, const std::vector<const Direction
   constexpr double kMaxElements = 1 << 23;  // per [N, T·r, K] product (64 MiB in float64)
   for (const auto& [key, members] : groups) {
     const auto& blk = *members.front().second;
-    const int64_t T = state.lin().layer_output_tokens(blk.layer).size(1);
+    const int64_t T = state.layer_inputs(blk.layer, blk.weight >= 0, blk.bias >= 0).size(1);
     const double per_k = double(N) * T * std::max({blk.rows, blk.U_out.size(1), int64_t(1)});
     const auto chunk = static_cast<size_t>(std::max(1.0, std::floor(kMaxElements / per_k)));
     for (size_t at = 0; at < members.size(); at += chunk) {
