@@ -52,10 +52,9 @@ const at::Tensor& BatchState::grad() {
       const auto& rows = rows_by_jacobians(false);
       const auto layers = covered_layers();
       for (size_t i = 0; i < layers.size(); ++i) {
-        const auto& G = rows[i];  // [N, rows·cols]
-        const auto [l, w, b] = layers[i];
-        const int64_t out = w >= 0 ? lin_.layout().shape(w)[0] : lin_.layout().numel(b), cols = G.size(1) / out;
-        kron::put_block(g_, G.sum(0).view({out, cols}), lin_.layout(), kron::LayerBlock{l, w, b, out, cols});
+        const auto& c = layers[i];
+        kron::put_block(g_, rows[i].sum(0).view({c.rows, c.cols}), lin_.layout(),
+                        kron::LayerBlock{c.layer, c.weight, c.bias, c.rows, c.cols});
       }
     } else {
       g_ = lin_.has_unit_grads() ? jt_times(torch::ones({num_samples()}, torch::kDouble)) : lin_.vjp(logit_grad());
@@ -189,18 +188,17 @@ std::vector<BatchState::CoveredLayer> BatchState::covered_layers() const {
   std::vector<CoveredLayer> out;
   for (size_t l = 0; l < lin_.layers().size(); ++l) {
     const int w = lin_.weight_index(l), b = lin_.bias_index(l);
-    if (w >= 0 || b >= 0) out.push_back({l, w, b});
+    if (w < 0 && b < 0) continue;
+    const int64_t rows = w >= 0 ? lin_.layout().shape(w)[0] : lin_.layout().numel(b);
+    out.push_back({l, w, b, rows, (w >= 0 ? lin_.layout().numel(w) / rows : 0) + (b >= 0 ? 1 : 0)});
   }
   return out;
 }
 
 bool BatchState::small_blocks() const {
-  const auto& layout = lin_.layout();
   const auto layers = covered_layers();
-  for (const auto& [l, w, b] : layers) {
-    const int64_t rows = w >= 0 ? layout.shape(w)[0] : layout.numel(b);
-    const int64_t cols = (w >= 0 ? layout.numel(w) / rows : 0) + (b >= 0 ? 1 : 0);
-    if (rows > kSmallMatrix || cols > kSmallMatrix) return false;
+  for (const auto& c : layers) {
+    if (c.rows > kSmallMatrix || c.cols > kSmallMatrix) return false;
   }
   return !layers.empty();
 }
@@ -208,12 +206,8 @@ bool BatchState::small_blocks() const {
 bool BatchState::unit_jacobians_fit() const {
   if (!lin_.has_unit_grads()) return false;
   const int64_t N = num_samples(), Z = lin_.logits().numel() / N;
-  const auto& layout = lin_.layout();
   double entries = 0;  // Σ_l rows·cols
-  for (const auto& [l, w, b] : covered_layers()) {
-    if (w >= 0) entries += double(layout.numel(w)) + (b >= 0 ? double(layout.shape(w)[0]) : 0.0);
-    else entries += double(layout.numel(b));
-  }
+  for (const auto& c : covered_layers()) entries += double(c.rows) * double(c.cols);
   return entries > 0 && entries * N * Z <= kMaxUnitJacobian;
 }
 
@@ -235,7 +229,7 @@ const std::vector<at::Tensor>& BatchState::rows_by_jacobians(bool sampled) {
 
 std::vector<at::Tensor> BatchState::unit_jacobians() {
   std::vector<at::Tensor> out;
-  for (const auto& [l, w, b] : covered_layers()) out.push_back(unit_jacobian(l, w >= 0, b >= 0));
+  for (const auto& c : covered_layers()) out.push_back(unit_jacobian(c.layer, c.weight >= 0, c.bias >= 0));
   return out;
 }
 

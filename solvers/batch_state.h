@@ -116,7 +116,8 @@ class BatchState {
   // the Gram matrices are then sums of their products.
   struct CoveredLayer {
     size_t layer;
-    int weight, bias;  // layout indices (−1: not selected)
+    int weight, bias;    // layout indices (−1: not selected)
+    int64_t rows, cols;  // its block [W | b]: d_out × (d_in, + 1 with the bias)
   };
   // The layers that own a selected parameter, in layer order.
   std::vector<CoveredLayer> covered_layers() const;
